@@ -1,0 +1,97 @@
+/*
+ * fanyi.h -- public C API of the fanyi neural machine translator.
+ *
+ * Contract:
+ *   - fanyi_load() maps a model directory (config.json, weights, tokenizer files),
+ *     validates all of it and returns a model, or NULL with *err filled in.
+ *     Nothing is used before everything has been checked.
+ *   - fanyi_translate_ids()/fanyi_translate_text() translate a batch. They
+ *     allocate the results, which the caller releases with fanyi_results_free().
+ *     A sentence's translation does not depend on the rest of its batch.
+ *   - Every failure returns a FANYI_ERR_* code and a message naming the file,
+ *     key or tensor and what is wrong. The library never exits or prints.
+ *   - A model may be shared by threads for reading; a call writes only to its
+ *     own results. No global mutable state except OpenBLAS's thread count.
+ */
+#ifndef FANYI_H
+#define FANYI_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FANYI_VERSION "0.1.0"
+
+enum fanyi_status {
+    FANYI_OK = 0,
+    FANYI_ERR_USAGE = 1,  /* invalid options or arguments */
+    FANYI_ERR_MODEL = 2,  /* model directory, config, weights or tokenizer */
+    FANYI_ERR_INPUT = 3,  /* input that cannot be translated */
+    FANYI_ERR_MEMORY = 4, /* out of memory */
+    FANYI_ERR_IO = 5      /* reading or writing a file */
+};
+
+typedef struct fanyi_error {
+    int code;
+    char message[1024];
+} fanyi_error;
+
+typedef struct fanyi_model fanyi_model;
+
+/* Decoding options. fanyi_options_default() fills in "use the model's value"
+ * (0 or negative), so callers override only what they set. */
+typedef struct fanyi_options {
+    int beam_size;          /* 1 = greedy; 0 = model default */
+    int nbest;              /* hypotheses returned per sentence (<= beam_size); 0 = 1 */
+    int max_length;         /* absolute limit on target tokens; 0 = model default */
+    float max_length_ratio; /* limit = ceil(ratio * source tokens); < 0 = model default, 0 = none */
+    float length_penalty;   /* score = logprob / length^penalty; < 0 = model default */
+    int threads;            /* BLAS threads; 0 = leave as is */
+} fanyi_options;
+
+typedef struct fanyi_hypothesis {
+    int *ids;      /* target ids, without EOS */
+    int n_ids;
+    float score;   /* length-normalized log-probability */
+    float logprob; /* raw sum of token log-probabilities */
+    char *text;    /* detokenized text (NULL for fanyi_translate_ids) */
+} fanyi_hypothesis;
+
+typedef struct fanyi_result {
+    fanyi_hypothesis *hyps; /* best first */
+    int n_hyps;
+    int warnings;           /* bit set of FANYI_WARN_* */
+} fanyi_result;
+
+enum fanyi_warning {
+    FANYI_WARN_INVALID_UTF8 = 1, /* invalid bytes were replaced by U+FFFD */
+    FANYI_WARN_TRUNCATED = 2     /* the source was longer than the model allows */
+};
+
+void fanyi_options_default(fanyi_options *opts);
+
+fanyi_model *fanyi_load(const char *model_dir, fanyi_error *err);
+void fanyi_free(fanyi_model *model);
+
+/* Model facts the CLI needs: vocabulary sizes and whether text is supported. */
+int fanyi_src_vocab_size(const fanyi_model *model);
+int fanyi_tgt_vocab_size(const fanyi_model *model);
+int fanyi_has_tokenizer(const fanyi_model *model);
+
+/* Translates n sentences given as token ids (no EOS; it is appended as the
+ * model requires). On success *results points to n results. */
+int fanyi_translate_ids(const fanyi_model *model, const int *const *src, const int *src_len, int n,
+                        const fanyi_options *opts, fanyi_result **results, fanyi_error *err);
+
+/* Translates n lines of UTF-8 text (without newline). */
+int fanyi_translate_text(const fanyi_model *model, const char *const *lines, const size_t *line_len,
+                         int n, const fanyi_options *opts, fanyi_result **results, fanyi_error *err);
+
+void fanyi_results_free(fanyi_result *results, int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

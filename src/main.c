@@ -1,0 +1,549 @@
+/*
+ * main.c -- the fanyi command line: options, input and output, exit codes.
+ * All translation work goes through the public API in fanyi.h.
+ *
+ * Exit codes: 0 success, 1 usage, 2 model or file error, 3 input error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fanyi.h"
+#include "lineio.h"
+#include "tokenizer.h"
+
+#ifndef FANYI_DATADIR
+#define FANYI_DATADIR "/usr/local/share/fanyi"
+#endif
+#define DEFAULT_MODEL "en-de"
+
+enum { EXIT_USAGE = 1, EXIT_MODEL = 2, EXIT_INPUT = 3 };
+enum io_kind { IO_TEXT, IO_IDS };
+enum out_format { FORMAT_TEXT, FORMAT_TSV, FORMAT_JSONL };
+
+typedef struct {
+    const char *model;
+    const char *output_file;
+    enum io_kind input, output;
+    enum out_format format;
+    int scores, batch_size;
+    fanyi_options opts;
+    char **files;
+    int n_files;
+} cli_options;
+
+/* One batch of input lines, copied out of the reader's buffer. */
+typedef struct {
+    char **lines;
+    size_t *lens;
+    long *line_numbers;
+    int n, cap;
+} batch;
+
+static const char *prog = "fanyi";
+
+static void die_usage(const char *msg) {
+    fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, msg, prog);
+    exit(EXIT_USAGE);
+}
+
+static int exit_code_for(int status) {
+    switch (status) {
+    case FANYI_OK: return 0;
+    case FANYI_ERR_USAGE: return EXIT_USAGE;
+    case FANYI_ERR_INPUT: return EXIT_INPUT;
+    default: return EXIT_MODEL;
+    }
+}
+
+static void usage(void) {
+    printf("Usage: %s [OPTIONS] [FILE...]\n"
+           "       %s spm-encode --model FILE [--output_format=id|piece]\n"
+           "       %s spm-decode --model FILE [--input_format=id|piece]\n"
+           "Translate lines of text (from FILEs, or standard input; '-' is standard input).\n"
+           "One output line per input line, in order; an empty line gives an empty line.\n\n"
+           "  -m, --model DIR|NAME      model directory, or the name of an installed model\n"
+           "                            (default: $FANYI_MODEL, else the installed '" DEFAULT_MODEL "')\n"
+           "  -b, --beam N              beam size (1 = greedy; default: the model's)\n"
+           "  -n, --nbest N             print the N best translations (Marian n-best format)\n"
+           "      --max-length N        at most N target tokens\n"
+           "      --max-length-ratio R  at most ceil(R * source tokens) target tokens (0 = off)\n"
+           "      --length-penalty A    rank by logprob / length^A\n"
+           "  -t, --threads N           BLAS threads\n"
+           "      --batch-size N        sentences translated together (default 32)\n"
+           "      --input text|ids      read text (default) or space-separated token ids\n"
+           "      --output text|ids     write text (default) or token ids\n"
+           "      --format text|tsv|jsonl  output layout (tsv: source<TAB>translation)\n"
+           "      --scores              prefix each translation with its score\n"
+           "  -o, --output-file FILE    write to FILE instead of standard output\n"
+           "  -h, --help                show this help\n"
+           "  -V, --version             show the version\n\n"
+           "Exit status: 0 success, 1 usage error, 2 model or file error, 3 input error.\n",
+           prog, prog, prog);
+}
+
+static long parse_long(const char *s, long lo, long hi, const char *what) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "invalid %s '%s' (expected an integer in [%ld, %ld])", what, s, lo, hi);
+        die_usage(msg);
+    }
+    return v;
+}
+
+static float parse_float(const char *s, const char *what) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end || end == s || !(v >= 0)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "invalid %s '%s' (expected a non-negative number)", what, s);
+        die_usage(msg);
+    }
+    return v;
+}
+
+static enum io_kind parse_io(const char *s, const char *what) {
+    if (!strcmp(s, "text")) return IO_TEXT;
+    if (!strcmp(s, "ids")) return IO_IDS;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s must be 'text' or 'ids', not '%s'", what, s);
+    die_usage(msg);
+    return IO_TEXT;
+}
+
+static void parse_args(int argc, char **argv, cli_options *o) {
+    enum { OPT_MAXLEN = 256, OPT_RATIO, OPT_LP, OPT_BATCH, OPT_INPUT, OPT_OUTPUT, OPT_FORMAT, OPT_SCORES };
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},       {"beam", required_argument, 0, 'b'},
+        {"nbest", required_argument, 0, 'n'},       {"max-length", required_argument, 0, OPT_MAXLEN},
+        {"max-length-ratio", required_argument, 0, OPT_RATIO}, {"length-penalty", required_argument, 0, OPT_LP},
+        {"threads", required_argument, 0, 't'},     {"batch-size", required_argument, 0, OPT_BATCH},
+        {"input", required_argument, 0, OPT_INPUT}, {"output", required_argument, 0, OPT_OUTPUT},
+        {"format", required_argument, 0, OPT_FORMAT}, {"scores", no_argument, 0, OPT_SCORES},
+        {"output-file", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},           {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    fanyi_options_default(&o->opts);
+    o->batch_size = 32;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:b:n:t:o:hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'b': o->opts.beam_size = (int)parse_long(optarg, 1, 1024, "beam size"); break;
+        case 'n': o->opts.nbest = (int)parse_long(optarg, 1, 1024, "n-best size"); break;
+        case 't': o->opts.threads = (int)parse_long(optarg, 1, 1024, "thread count"); break;
+        case 'o': o->output_file = optarg; break;
+        case OPT_MAXLEN: o->opts.max_length = (int)parse_long(optarg, 1, 1 << 20, "max length"); break;
+        case OPT_RATIO: o->opts.max_length_ratio = parse_float(optarg, "max length ratio"); break;
+        case OPT_LP: o->opts.length_penalty = parse_float(optarg, "length penalty"); break;
+        case OPT_BATCH: o->batch_size = (int)parse_long(optarg, 1, 4096, "batch size"); break;
+        case OPT_INPUT: o->input = parse_io(optarg, "--input"); break;
+        case OPT_OUTPUT: o->output = parse_io(optarg, "--output"); break;
+        case OPT_FORMAT:
+            if (!strcmp(optarg, "text")) o->format = FORMAT_TEXT;
+            else if (!strcmp(optarg, "tsv")) o->format = FORMAT_TSV;
+            else if (!strcmp(optarg, "jsonl")) o->format = FORMAT_JSONL;
+            else die_usage("--format must be text, tsv or jsonl");
+            break;
+        case OPT_SCORES: o->scores = 1; break;
+        case 'h': usage(); exit(0);
+        case 'V': printf("fanyi %s\n", FANYI_VERSION); exit(0);
+        default: fprintf(stderr, "Try '%s --help'.\n", prog); exit(EXIT_USAGE);
+        }
+    }
+    if (o->opts.nbest > 0 && o->opts.beam_size > 0 && o->opts.nbest > o->opts.beam_size)
+        die_usage("--nbest must not exceed --beam");
+    o->files = argv + optind;
+    o->n_files = argc - optind;
+}
+
+/* ---- finding the model ---------------------------------------------------- */
+
+static int is_dir_with_config(const char *dir) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    return access(path, R_OK) == 0;
+}
+
+/* A NAME (no '/') is looked up next to the binary (models/NAME, for a build
+ * tree), then in the installed models directory. */
+static const char *resolve_model(const char *name, char *buf, size_t cap) {
+    if (!name) name = getenv("FANYI_MODEL");
+    if (!name || !*name) name = DEFAULT_MODEL;
+    if (strchr(name, '/') || is_dir_with_config(name)) return name;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        int len = snprintf(buf, cap, "%s/models/%s", exe, name);
+        if (len > 0 && (size_t)len < cap && is_dir_with_config(buf)) return buf;
+    }
+    snprintf(buf, cap, "%s/models/%s", FANYI_DATADIR, name);
+    return buf;
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+static void write_json_string(FILE *out, const char *s, size_t n) {
+    fputc('"', out);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
+        else if (c == '\n') fputs("\\n", out);
+        else if (c == '\t') fputs("\\t", out);
+        else if (c == '\r') fputs("\\r", out);
+        else if (c < 0x20) fprintf(out, "\\u%04x", c);
+        else fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+static void write_hyp(FILE *out, const cli_options *o, const fanyi_hypothesis *h) {
+    if (o->output == IO_IDS || !h->text) {
+        for (int k = 0; k < h->n_ids; k++) fprintf(out, k ? " %d" : "%d", h->ids[k]);
+    } else {
+        /* A translation must stay on one line. */
+        for (const char *p = h->text; *p; p++) fputc(*p == '\n' || *p == '\r' ? ' ' : *p, out);
+    }
+}
+
+static void write_hyp_json(FILE *out, const cli_options *o, const fanyi_hypothesis *h) {
+    if (o->output == IO_IDS || !h->text) {
+        fputc('[', out);
+        for (int k = 0; k < h->n_ids; k++) fprintf(out, k ? ",%d" : "%d", h->ids[k]);
+        fputc(']', out);
+    } else
+        write_json_string(out, h->text, strlen(h->text));
+}
+
+static void write_result(FILE *out, const cli_options *o, long index, const char *src, size_t src_len,
+                         const fanyi_result *r) {
+    const fanyi_hypothesis *best = r->n_hyps ? &r->hyps[0] : NULL;
+    if (o->format == FORMAT_JSONL) {
+        fputs("{\"source\":", out);
+        write_json_string(out, src, src_len);
+        fputs(",\"translation\":", out);
+        if (best) write_hyp_json(out, o, best);
+        else fputs(o->output == IO_IDS ? "[]" : "\"\"", out);
+        fprintf(out, ",\"score\":%.6g,\"nbest\":[", best ? best->score : 0.0);
+        for (int j = 0; j < r->n_hyps; j++) {
+            fputs(j ? ",{\"translation\":" : "{\"translation\":", out);
+            write_hyp_json(out, o, &r->hyps[j]);
+            fprintf(out, ",\"score\":%.6g}", r->hyps[j].score);
+        }
+        fputs("]}\n", out);
+        return;
+    }
+    if (o->opts.nbest > 1) { /* Marian's n-best layout: index ||| translation ||| score */
+        for (int j = 0; j < r->n_hyps; j++) {
+            fprintf(out, "%ld ||| ", index);
+            write_hyp(out, o, &r->hyps[j]);
+            fprintf(out, " ||| %.6f\n", r->hyps[j].score);
+        }
+        if (!r->n_hyps) fprintf(out, "%ld ||| ||| 0\n", index);
+        return;
+    }
+    if (o->scores) fprintf(out, "%.6f\t", best ? best->score : 0.0);
+    if (o->format == FORMAT_TSV) {
+        for (size_t i = 0; i < src_len; i++) fputc(src[i] == '\t' ? ' ' : src[i], out);
+        fputc('\t', out);
+    }
+    if (best) write_hyp(out, o, best);
+    fputc('\n', out);
+}
+
+/* ---- input ---------------------------------------------------------------- */
+
+static int batch_add(batch *b, const char *line, size_t len, long number) {
+    if (b->n == b->cap) {
+        int cap = b->cap ? b->cap * 2 : 64;
+        char **l = realloc(b->lines, sizeof *l * (size_t)cap);
+        if (l) b->lines = l;
+        size_t *n = realloc(b->lens, sizeof *n * (size_t)cap);
+        if (n) b->lens = n;
+        long *ln = realloc(b->line_numbers, sizeof *ln * (size_t)cap);
+        if (ln) b->line_numbers = ln;
+        if (!l || !n || !ln) return 0;
+        b->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return 0;
+    memcpy(copy, line, len);
+    copy[len] = '\0';
+    b->lines[b->n] = copy;
+    b->lens[b->n] = len;
+    b->line_numbers[b->n] = number;
+    b->n++;
+    return 1;
+}
+
+static void batch_clear(batch *b) {
+    for (int i = 0; i < b->n; i++) free(b->lines[i]);
+    b->n = 0;
+}
+
+/* Parses a line of space-separated ids; returns 0 and names the problem on error. */
+static int parse_ids(const char *line, size_t len, int **ids, int *n, char *why, size_t why_cap) {
+    int cap = 16, count = 0;
+    int *v = malloc(sizeof *v * (size_t)cap);
+    if (!v) return snprintf(why, why_cap, "out of memory"), 0;
+    const char *p = line, *end = line + len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        if (p == end) break;
+        char *stop;
+        errno = 0;
+        long x = strtol(p, &stop, 10);
+        if (stop == p || errno || x < 0 || x > INT_MAX || (stop < end && *stop != ' ' && *stop != '\t')) {
+            snprintf(why, why_cap, "'%.*s' is not a token id", (int)(end - p > 20 ? 20 : end - p), p);
+            free(v);
+            return 0;
+        }
+        if (count == cap) {
+            int *nv = realloc(v, sizeof *v * (size_t)(cap *= 2));
+            if (!nv) return free(v), snprintf(why, why_cap, "out of memory"), 0;
+            v = nv;
+        }
+        v[count++] = (int)x;
+        p = stop;
+    }
+    *ids = v;
+    *n = count;
+    return 1;
+}
+
+static int translate_batch(const fanyi_model *model, const cli_options *o, batch *b, FILE *out, const char *input_name,
+                           long *index) {
+    fanyi_result *results = NULL;
+    fanyi_error err = {0};
+    int rc;
+    if (o->input == IO_IDS) {
+        int **ids = calloc((size_t)b->n, sizeof *ids), *lens = calloc((size_t)b->n, sizeof *lens);
+        rc = ids && lens ? FANYI_OK : FANYI_ERR_MEMORY;
+        for (int i = 0; !rc && i < b->n; i++) {
+            char why[128];
+            if (!parse_ids(b->lines[i], b->lens[i], &ids[i], &lens[i], why, sizeof why)) {
+                fprintf(stderr, "%s: %s:%ld: %s\n", prog, input_name, b->line_numbers[i], why);
+                rc = FANYI_ERR_INPUT;
+                err.message[0] = '\0';
+            }
+        }
+        if (!rc) rc = fanyi_translate_ids(model, (const int *const *)ids, lens, b->n, &o->opts, &results, &err);
+        for (int i = 0; ids && i < b->n; i++) free(ids[i]);
+        free(ids), free(lens);
+    } else
+        rc = fanyi_translate_text(model, (const char *const *)b->lines, b->lens, b->n, &o->opts, &results, &err);
+    if (rc) {
+        if (err.message[0]) fprintf(stderr, "%s: %s: %s\n", prog, input_name, err.message);
+        return rc;
+    }
+    for (int i = 0; i < b->n; i++) {
+        if (results[i].warnings & FANYI_WARN_INVALID_UTF8)
+            fprintf(stderr, "%s: warning: %s:%ld: invalid UTF-8 replaced by U+FFFD\n", prog, input_name,
+                    b->line_numbers[i]);
+        if (results[i].warnings & FANYI_WARN_TRUNCATED)
+            fprintf(stderr, "%s: warning: %s:%ld: line longer than the model allows; truncated\n", prog, input_name,
+                    b->line_numbers[i]);
+        write_result(out, o, (*index)++, b->lines[i], b->lens[i], &results[i]);
+    }
+    fanyi_results_free(results, b->n);
+    return FANYI_OK;
+}
+
+static int check_output(FILE *out, const char *name) {
+    if (fflush(out) == 0 && !ferror(out)) return 0;
+    fprintf(stderr, "%s: %s: write error: %s\n", prog, name, strerror(errno));
+    return EXIT_MODEL;
+}
+
+static int translate_stream(const fanyi_model *model, const cli_options *o, int fd, const char *name, FILE *out,
+                            const char *out_name, long *index) {
+    fy_reader r;
+    batch b = {0};
+    if (!fy_reader_open(&r, fd)) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return EXIT_MODEL;
+    }
+    const char *line;
+    size_t len;
+    long number = 0;
+    int rc = 0, got;
+    while (!rc && (got = fy_reader_line(&r, &line, &len)) > 0) {
+        if (!batch_add(&b, line, len, ++number)) {
+            fprintf(stderr, "%s: out of memory\n", prog);
+            rc = EXIT_MODEL;
+            break;
+        }
+        /* Translate what we have once the batch is full or the writer pauses. */
+        if (b.n >= o->batch_size || !fy_reader_ready(&r)) {
+            rc = exit_code_for(translate_batch(model, o, &b, out, name, index));
+            batch_clear(&b);
+            if (!rc) rc = check_output(out, out_name);
+        }
+    }
+    if (!rc && r.error) {
+        fprintf(stderr, "%s: %s: read error: %s\n", prog, name, strerror(errno));
+        rc = EXIT_MODEL;
+    }
+    if (!rc && b.n) {
+        rc = exit_code_for(translate_batch(model, o, &b, out, name, index));
+        if (!rc) rc = check_output(out, out_name);
+    }
+    batch_clear(&b);
+    free(b.lines), free(b.lens), free(b.line_numbers);
+    fy_reader_close(&r);
+    return rc;
+}
+
+/* ---- spm-encode / spm-decode -------------------------------------------------- */
+
+static int spm_tool(int argc, char **argv, int encode) {
+    const char *model_path = NULL, *format = encode ? "piece" : "piece";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strncmp(a, "--model=", 8)) model_path = a + 8;
+        else if (!strcmp(a, "--model") && i + 1 < argc) model_path = argv[++i];
+        else if (encode && !strncmp(a, "--output_format=", 16)) format = a + 16;
+        else if (!encode && !strncmp(a, "--input_format=", 15)) format = a + 15;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("Usage: %s %s --model FILE [--%s=id|piece] < input\n", prog, argv[0],
+                   encode ? "output_format" : "input_format");
+            return 0;
+        } else {
+            fprintf(stderr, "%s %s: unknown argument '%s'\n", prog, argv[0], a);
+            return EXIT_USAGE;
+        }
+    }
+    int ids = !strcmp(format, "id");
+    if (!model_path || (!ids && strcmp(format, "piece"))) {
+        fprintf(stderr, "%s %s: need --model FILE and a format of 'id' or 'piece'\n", prog, argv[0]);
+        return EXIT_USAGE;
+    }
+    fy_tokenizer *tok;
+    fanyi_error err = {0};
+    if (fy_spm_load_file(&tok, model_path, &err)) {
+        fprintf(stderr, "%s: %s\n", prog, err.message);
+        return EXIT_MODEL;
+    }
+    fy_reader r;
+    if (!fy_reader_open(&r, 0)) return EXIT_MODEL;
+    const char *line;
+    size_t len;
+    long number = 0;
+    int rc = 0;
+    fy_text text = {0};
+    fy_ids v = {0};
+    while (!rc && fy_reader_line(&r, &line, &len) > 0) {
+        number++;
+        int warnings = 0;
+        text.n = 0;
+        v.n = 0;
+        if (encode && ids) {
+            rc = fy_tokenizer_encode(tok, line, len, &v, &warnings, &err);
+            for (size_t k = 0; !rc && k < v.n; k++) printf(k ? " %d" : "%d", v.ids[k]);
+        } else if (encode) {
+            rc = fy_tokenizer_encode_pieces(tok, line, len, &text, &warnings, &err);
+            if (!rc && text.n) fwrite(text.s, 1, text.n, stdout);
+        } else if (ids) {
+            int *parsed, n;
+            char why[128];
+            if (!parse_ids(line, len, &parsed, &n, why, sizeof why)) {
+                fprintf(stderr, "%s: line %ld: %s\n", prog, number, why);
+                rc = FANYI_ERR_INPUT;
+                break;
+            }
+            rc = fy_tokenizer_decode(tok, parsed, (size_t)n, &text, &err);
+            free(parsed);
+            if (!rc && text.n) fwrite(text.s, 1, text.n, stdout);
+        } else {
+            /* Pieces separated by single spaces. */
+            const char *pieces[4096];
+            size_t lens[4096], n = 0;
+            for (size_t i = 0; i < len && n < 4096;) {
+                while (i < len && line[i] == ' ') i++;
+                size_t j = i;
+                while (j < len && line[j] != ' ') j++;
+                if (j > i) pieces[n] = line + i, lens[n++] = j - i;
+                i = j;
+            }
+            rc = fy_tokenizer_decode_pieces(tok, pieces, lens, n, &text, &err);
+            if (!rc && text.n) fwrite(text.s, 1, text.n, stdout);
+        }
+        if (warnings) fprintf(stderr, "%s: warning: line %ld: invalid UTF-8 replaced by U+FFFD\n", prog, number);
+        if (rc && err.message[0]) fprintf(stderr, "%s: line %ld: %s\n", prog, number, err.message);
+        putchar('\n');
+    }
+    free(text.s);
+    free(v.ids);
+    fy_reader_close(&r);
+    fy_tokenizer_free(tok);
+    if (rc) return exit_code_for(rc);
+    return check_output(stdout, "standard output");
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "spm-encode")) return spm_tool(argc - 1, argv + 1, 1);
+    if (argc > 1 && !strcmp(argv[1], "spm-decode")) return spm_tool(argc - 1, argv + 1, 0);
+    cli_options o;
+    parse_args(argc, argv, &o);
+
+    char model_buf[PATH_MAX];
+    const char *model_dir = resolve_model(o.model, model_buf, sizeof model_buf);
+    fanyi_error err = {0};
+    fanyi_model *model = fanyi_load(model_dir, &err);
+    if (!model) {
+        fprintf(stderr, "%s: %s\n", prog, err.message);
+        return EXIT_MODEL;
+    }
+    if (o.input == IO_TEXT && !fanyi_has_tokenizer(model)) {
+        fprintf(stderr, "%s: model %s has no tokenizer files; use --input ids\n", prog, model_dir);
+        fanyi_free(model);
+        return EXIT_USAGE;
+    }
+    FILE *out = stdout;
+    const char *out_name = "standard output";
+    if (o.output_file && strcmp(o.output_file, "-")) {
+        out = fopen(o.output_file, "w");
+        out_name = o.output_file;
+        if (!out) {
+            fprintf(stderr, "%s: %s: %s\n", prog, o.output_file, strerror(errno));
+            fanyi_free(model);
+            return EXIT_MODEL;
+        }
+    }
+    long index = 0;
+    int rc = 0;
+    if (o.n_files == 0) rc = translate_stream(model, &o, 0, "standard input", out, out_name, &index);
+    for (int i = 0; !rc && i < o.n_files; i++) {
+        const char *name = o.files[i];
+        if (!strcmp(name, "-")) {
+            rc = translate_stream(model, &o, 0, "standard input", out, out_name, &index);
+            continue;
+        }
+        int fd = open(name, O_RDONLY);
+        if (fd < 0) {
+            fprintf(stderr, "%s: %s: %s\n", prog, name, strerror(errno));
+            rc = EXIT_MODEL;
+            break;
+        }
+        rc = translate_stream(model, &o, fd, name, out, out_name, &index);
+        close(fd);
+    }
+    if (out != stdout && fclose(out) != 0 && !rc) {
+        fprintf(stderr, "%s: %s: write error: %s\n", prog, out_name, strerror(errno));
+        rc = EXIT_MODEL;
+    }
+    fanyi_free(model);
+    return rc;
+}

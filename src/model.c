@@ -1,0 +1,363 @@
+#include "model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+/* ---- binding tensors ---------------------------------------------------- */
+
+typedef struct {
+    fy_weights *w;
+    fanyi_error *err;
+    int rc;
+} binder;
+
+static const float *bind(binder *b, const char *name, int rank, int64_t d0, int64_t d1) {
+    const float *p = NULL;
+    int64_t shape[2] = {d0, d1};
+    if (!b->rc) b->rc = fy_weights_f32(b->w, name, rank, shape, &p, b->err);
+    return p;
+}
+
+static void bind_lin(binder *b, fy_lin *l, const char *prefix, int out, int in) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    l->w = bind(b, name, 2, out, in);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    l->b = bind(b, name, 1, out, 0);
+}
+
+static void bind_ln(binder *b, fy_ln *n, const char *prefix, int d) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    n->gamma = bind(b, name, 1, d, 0);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    n->beta = bind(b, name, 1, d, 0);
+}
+
+static void bind_attn(binder *b, fy_attn *a, const char *prefix, int d) {
+    char name[256];
+    const char *parts[4] = {"q", "k", "v", "o"};
+    fy_lin *lins[4] = {&a->q, &a->k, &a->v, &a->o};
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, parts[i]);
+        bind_lin(b, lins[i], name, d, d);
+    }
+}
+
+static void bind_layer(binder *b, fy_layer *l, const char *side, int i, int cross, const fy_config *c) {
+    char p[256];
+#define LAYER_NAME(suffix) (snprintf(p, sizeof p, "%s.layers.%d.%s", side, i, suffix), p)
+    bind_attn(b, &l->self_attn, LAYER_NAME("self_attn"), c->d_model);
+    bind_ln(b, &l->self_norm, LAYER_NAME("self_attn_norm"), c->d_model);
+    if (cross) {
+        bind_attn(b, &l->cross_attn, LAYER_NAME("cross_attn"), c->d_model);
+        bind_ln(b, &l->cross_norm, LAYER_NAME("cross_attn_norm"), c->d_model);
+    }
+    bind_lin(b, &l->fc1, LAYER_NAME("ffn.fc1"), c->d_ff, c->d_model);
+    bind_lin(b, &l->fc2, LAYER_NAME("ffn.fc2"), c->d_model, c->d_ff);
+    bind_ln(b, &l->ffn_norm, LAYER_NAME("ffn_norm"), c->d_model);
+#undef LAYER_NAME
+}
+
+static int bind_all(fy_model *m, fanyi_error *err) {
+    const fy_config *c = &m->cfg;
+    binder b = {m->weights, err, FANYI_OK};
+    int d = c->d_model;
+    m->src_embed = bind(&b, "src_embed.weight", 2, c->src_vocab_size, d);
+    m->tgt_embed = c->shared_embeddings ? m->src_embed : bind(&b, "tgt_embed.weight", 2, c->tgt_vocab_size, d);
+    m->out_w = c->tied_output ? m->tgt_embed : bind(&b, "output.weight", 2, c->tgt_vocab_size, d);
+    m->logits_bias = c->logits_bias ? bind(&b, "logits_bias", 1, c->tgt_vocab_size, 0) : NULL;
+    if (c->positions == FY_POS_LEARNED) {
+        m->enc_pos = bind(&b, "encoder.pos.weight", 2, c->max_positions, d);
+        m->dec_pos = bind(&b, "decoder.pos.weight", 2, c->max_positions, d);
+    }
+    for (int i = 0; i < c->encoder_layers; i++) bind_layer(&b, &m->enc[i], "encoder", i, 0, c);
+    for (int i = 0; i < c->decoder_layers; i++) bind_layer(&b, &m->dec[i], "decoder", i, 1, c);
+    if (c->encoder_final_norm) bind_ln(&b, &m->enc_final, "encoder.final_norm", d);
+    if (c->decoder_final_norm) bind_ln(&b, &m->dec_final, "decoder.final_norm", d);
+    if (b.rc) return b.rc;
+    const char *stray = fy_weights_unused(m->weights);
+    if (stray)
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: unknown tensor '%s': this config does not use it", c->weights,
+                       stray);
+    return FANYI_OK;
+}
+
+int fy_model_load(fy_model *m, const char *dir, fanyi_error *err) {
+    memset(m, 0, sizeof *m);
+    char *path = fy_path_join(dir, "config.json");
+    if (!path) return fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    int rc = fy_config_load(&m->cfg, path, err);
+    free(path);
+    if (rc) return rc;
+    const fy_config *c = &m->cfg;
+    path = fy_path_join(dir, c->weights);
+    rc = path ? fy_weights_open(&m->weights, path, err) : fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    free(path);
+    if (!rc) {
+        m->enc = fy_calloc((size_t)c->encoder_layers + 1, sizeof *m->enc, err, "encoder layers");
+        m->dec = fy_calloc((size_t)c->decoder_layers + 1, sizeof *m->dec, err, "decoder layers");
+        rc = m->enc && m->dec ? FANYI_OK : FANYI_ERR_MEMORY;
+    }
+    if (!rc && c->positions != FY_POS_LEARNED) {
+        m->pos_table = fy_calloc((size_t)c->max_positions * (size_t)c->d_model, sizeof(float), err, "positions");
+        if (!m->pos_table) rc = FANYI_ERR_MEMORY;
+        else {
+            fy_sinusoid_table(m->pos_table, c->max_positions, c->d_model, c->positions);
+            m->enc_pos = m->dec_pos = m->pos_table;
+        }
+    }
+    if (!rc) rc = bind_all(m, err);
+    if (rc) fy_model_free(m);
+    return rc;
+}
+
+void fy_model_free(fy_model *m) {
+    fy_weights_close(m->weights);
+    free(m->enc);
+    free(m->dec);
+    free(m->pos_table);
+    fy_config_free(&m->cfg);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- shared pieces -------------------------------------------------------- */
+
+/* x = embedding * scale + position; row r is at pos[r], or at fixed_pos if pos is NULL. */
+static void embed(const fy_model *m, const float *table, const float *pos_table, const int *ids, const int *pos,
+                  int fixed_pos, int rows, float *x) {
+    int d = m->cfg.d_model;
+    float scale = m->cfg.scale_embeddings ? sqrtf((float)d) : 1.0f;
+    for (int r = 0; r < rows; r++) {
+        const float *e = table + (size_t)ids[r] * d, *p = pos_table + (size_t)(pos ? pos[r] : fixed_pos) * d;
+        float *xr = x + (size_t)r * d;
+        for (int i = 0; i < d; i++) xr[i] = e[i] * scale + p[i];
+    }
+}
+
+/* Input of a sublayer: LayerNorm(x) before it (pre-norm), x itself after (post-norm). */
+static const float *sublayer_input(const fy_config *c, const fy_ln *norm, const float *x, float *h, int rows) {
+    if (!c->pre_norm) return x;
+    fy_layernorm(x, rows, c->d_model, norm->gamma, norm->beta, c->layernorm_eps, h);
+    return h;
+}
+
+/* x = x + o, normalized afterwards in post-norm. */
+static void sublayer_output(const fy_config *c, const fy_ln *norm, float *x, const float *o, int rows) {
+    size_t n = (size_t)rows * c->d_model;
+    fy_add(x, o, n);
+    if (!c->pre_norm) fy_layernorm(x, rows, c->d_model, norm->gamma, norm->beta, c->layernorm_eps, x);
+}
+
+static void feed_forward(const fy_config *c, const fy_layer *l, float *x, float *h, float *ff, float *o, int rows) {
+    const float *in = sublayer_input(c, &l->ffn_norm, x, h, rows);
+    fy_linear(in, rows, c->d_model, l->fc1.w, l->fc1.b, c->d_ff, ff);
+    fy_activate(ff, (size_t)rows * c->d_ff, c->activation);
+    fy_linear(ff, rows, c->d_ff, l->fc2.w, l->fc2.b, c->d_model, o);
+    sublayer_output(c, &l->ffn_norm, x, o, rows);
+}
+
+/* ---- encoder ---------------------------------------------------------- */
+
+/* Self-attention of one sentence of L rows; q/k/v/out have row stride d. */
+static void sentence_attention(const fy_config *c, const float *q, const float *k, const float *v, int L,
+                               float *scores, float *out) {
+    int d = c->d_model, dh = d / c->n_heads;
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int h = 0; h < c->n_heads; h++) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, q + h * dh, d, k + h * dh, d, 0.0f,
+                    scores, L);
+        for (int i = 0; i < L; i++) fy_softmax(scores + (size_t)i * L, L);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, scores, L, v + h * dh, d, 0.0f,
+                    out + h * dh, d);
+    }
+}
+
+int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *len, int n, float **memory,
+              fanyi_error *err) {
+    const fy_config *c = &m->cfg;
+    int total = 0, longest = 0;
+    for (int i = 0; i < n; i++) {
+        total += len[i];
+        longest = len[i] > longest ? len[i] : longest;
+    }
+    size_t d = (size_t)c->d_model, rows = (size_t)(total ? total : 1);
+    size_t width = d > (size_t)c->d_ff ? d : (size_t)c->d_ff;
+    float *x = fy_calloc(rows * d, sizeof(float), err, "encoder states");
+    float *work = fy_calloc(rows * (4 * d + width) + (size_t)longest * longest, sizeof(float), err, "encoder buffers");
+    int *pos = fy_calloc(rows, sizeof(int), err, "positions");
+    if (!x || !work || !pos) {
+        free(x), free(work), free(pos);
+        return FANYI_ERR_MEMORY;
+    }
+    float *h = work, *q = h + rows * d, *k = q + rows * d, *v = k + rows * d, *attn = v + rows * d;
+    float *ff = attn, *scores = attn + rows * width; /* attn and ff are never live together */
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < len[i]; j++) pos[offset[i] + j] = j;
+    embed(m, m->src_embed, m->enc_pos, ids, pos, 0, total, x);
+    for (int l = 0; l < c->encoder_layers; l++) {
+        const fy_layer *L = &m->enc[l];
+        const float *in = sublayer_input(c, &L->self_norm, x, h, total);
+        fy_linear(in, total, (int)d, L->self_attn.q.w, L->self_attn.q.b, (int)d, q);
+        fy_linear(in, total, (int)d, L->self_attn.k.w, L->self_attn.k.b, (int)d, k);
+        fy_linear(in, total, (int)d, L->self_attn.v.w, L->self_attn.v.b, (int)d, v);
+        for (int i = 0; i < n; i++) {
+            size_t o = (size_t)offset[i] * d;
+            sentence_attention(c, q + o, k + o, v + o, len[i], scores, attn + o);
+        }
+        fy_linear(attn, total, (int)d, L->self_attn.o.w, L->self_attn.o.b, (int)d, q);
+        sublayer_output(c, &L->self_norm, x, q, total);
+        feed_forward(c, L, x, h, ff, q, total);
+    }
+    if (c->encoder_final_norm) fy_layernorm(x, total, (int)d, m->enc_final.gamma, m->enc_final.beta, c->layernorm_eps, x);
+    free(work);
+    free(pos);
+    *memory = x;
+    return FANYI_OK;
+}
+
+/* ---- decoder ---------------------------------------------------------- */
+
+int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, const int *src_offset,
+                     const int *src_len, int n_sent, int max_rows, int max_steps, fanyi_error *err) {
+    const fy_config *c = &m->cfg;
+    memset(dec, 0, sizeof *dec);
+    dec->m = m;
+    dec->max_rows = max_rows;
+    dec->max_steps = max_steps;
+    dec->src_offset = src_offset;
+    dec->src_len = src_len;
+    int total = 0, longest = 0;
+    for (int i = 0; i < n_sent; i++) {
+        total += src_len[i];
+        longest = src_len[i] > longest ? src_len[i] : longest;
+    }
+    dec->n_src = total;
+    size_t d = (size_t)c->d_model, L = (size_t)c->decoder_layers, R = (size_t)max_rows, S = (size_t)max_steps;
+    size_t cross = L * (size_t)(total ? total : 1) * d, self = L * S * R * d;
+    size_t span = (size_t)(longest > max_steps ? longest : max_steps);
+    dec->cross_k = fy_calloc(cross, sizeof(float), err, "cross-attention keys");
+    dec->cross_v = fy_calloc(cross, sizeof(float), err, "cross-attention values");
+    dec->self_k = malloc(self * sizeof(float)); /* written before read; pages committed as used */
+    dec->self_v = malloc(self * sizeof(float));
+    dec->hist = fy_calloc(R * S, sizeof(int), err, "beam history");
+    dec->hist_next = fy_calloc(R * S, sizeof(int), err, "beam history");
+    dec->x = fy_calloc(R * d, sizeof(float), err, "decoder states");
+    dec->h = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
+    dec->q = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
+    dec->attn = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
+    dec->o = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
+    dec->ff = fy_calloc(R * (size_t)c->d_ff, sizeof(float), err, "decoder buffers");
+    dec->scores = fy_calloc(span, sizeof(float), err, "attention scores");
+    dec->keys = fy_calloc(span, sizeof *dec->keys, err, "attention keys");
+    dec->vals = fy_calloc(span, sizeof *dec->vals, err, "attention values");
+    if (!dec->cross_k || !dec->cross_v || !dec->self_k || !dec->self_v || !dec->hist || !dec->hist_next || !dec->x ||
+        !dec->h || !dec->q || !dec->attn || !dec->o || !dec->ff || !dec->scores || !dec->keys || !dec->vals) {
+        fy_decoder_free(dec);
+        return fy_fail(err, FANYI_ERR_MEMORY, "out of memory sizing the decoder for %d rows x %d steps", max_rows,
+                       max_steps);
+    }
+    for (size_t l = 0; l < L; l++) {
+        const fy_attn *a = &m->dec[l].cross_attn;
+        fy_linear(memory, total, (int)d, a->k.w, a->k.b, (int)d, dec->cross_k + l * total * d);
+        fy_linear(memory, total, (int)d, a->v.w, a->v.b, (int)d, dec->cross_v + l * total * d);
+    }
+    return FANYI_OK;
+}
+
+/* Attention of one query row over n keys; key j of head h is at key(j) + h*dh. */
+static void row_attention(const fy_config *c, const float *q, const float *const *keys, const float *const *vals,
+                          int n, float *scores, float *out) {
+    int d = c->d_model, dh = d / c->n_heads;
+    float scale = 1.0f / sqrtf((float)dh);
+    memset(out, 0, sizeof(float) * (size_t)d);
+    for (int h = 0; h < c->n_heads; h++) {
+        for (int j = 0; j < n; j++) scores[j] = fy_dot(q + h * dh, keys[j] + h * dh, dh) * scale;
+        fy_softmax(scores, n);
+        for (int j = 0; j < n; j++) fy_axpy(scores[j], vals[j] + h * dh, out + h * dh, dh);
+    }
+}
+
+static void self_attention(fy_decoder *dec, int l, int n_rows) {
+    const fy_config *c = &dec->m->cfg;
+    size_t d = (size_t)c->d_model, R = (size_t)dec->max_rows;
+    int t = dec->step;
+    for (int r = 0; r < n_rows; r++) {
+        const int *anc = dec->hist + (size_t)r * dec->max_steps;
+        for (int s = 0; s <= t; s++) {
+            size_t at = (((size_t)l * dec->max_steps + s) * R + anc[s]) * d;
+            dec->keys[s] = dec->self_k + at;
+            dec->vals[s] = dec->self_v + at;
+        }
+        row_attention(c, dec->q + r * d, dec->keys, dec->vals, t + 1, dec->scores, dec->attn + r * d);
+    }
+}
+
+static void cross_attention(fy_decoder *dec, int l, const int *row_sent, int n_rows) {
+    const fy_config *c = &dec->m->cfg;
+    size_t d = (size_t)c->d_model, base = (size_t)l * dec->n_src * d;
+    for (int r = 0; r < n_rows; r++) {
+        int s = row_sent[r], n = dec->src_len[s];
+        size_t first = base + (size_t)dec->src_offset[s] * d;
+        for (int j = 0; j < n; j++) {
+            dec->keys[j] = dec->cross_k + first + j * d;
+            dec->vals[j] = dec->cross_v + first + j * d;
+        }
+        row_attention(c, dec->q + r * d, dec->keys, dec->vals, n, dec->scores, dec->attn + r * d);
+    }
+}
+
+void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logprobs) {
+    const fy_model *m = dec->m;
+    const fy_config *c = &m->cfg;
+    int d = c->d_model, t = dec->step;
+    size_t R = (size_t)dec->max_rows;
+    for (int r = 0; r < n_rows; r++) dec->hist[(size_t)r * dec->max_steps + t] = r;
+    embed(m, m->tgt_embed, m->dec_pos, tokens, NULL, t, n_rows, dec->x);
+    for (int l = 0; l < c->decoder_layers; l++) {
+        const fy_layer *L = &m->dec[l];
+        size_t slot = ((size_t)l * dec->max_steps + t) * R * d;
+        const float *in = sublayer_input(c, &L->self_norm, dec->x, dec->h, n_rows);
+        fy_linear(in, n_rows, d, L->self_attn.q.w, L->self_attn.q.b, d, dec->q);
+        fy_linear(in, n_rows, d, L->self_attn.k.w, L->self_attn.k.b, d, dec->self_k + slot);
+        fy_linear(in, n_rows, d, L->self_attn.v.w, L->self_attn.v.b, d, dec->self_v + slot);
+        self_attention(dec, l, n_rows);
+        fy_linear(dec->attn, n_rows, d, L->self_attn.o.w, L->self_attn.o.b, d, dec->o);
+        sublayer_output(c, &L->self_norm, dec->x, dec->o, n_rows);
+
+        in = sublayer_input(c, &L->cross_norm, dec->x, dec->h, n_rows);
+        fy_linear(in, n_rows, d, L->cross_attn.q.w, L->cross_attn.q.b, d, dec->q);
+        cross_attention(dec, l, row_sent, n_rows);
+        fy_linear(dec->attn, n_rows, d, L->cross_attn.o.w, L->cross_attn.o.b, d, dec->o);
+        sublayer_output(c, &L->cross_norm, dec->x, dec->o, n_rows);
+
+        feed_forward(c, L, dec->x, dec->h, dec->ff, dec->o, n_rows);
+    }
+    if (c->decoder_final_norm) fy_layernorm(dec->x, n_rows, d, m->dec_final.gamma, m->dec_final.beta, c->layernorm_eps, dec->x);
+    fy_linear(dec->x, n_rows, d, m->out_w, m->logits_bias, c->tgt_vocab_size, logprobs);
+    for (int r = 0; r < n_rows; r++) fy_log_softmax(logprobs + (size_t)r * c->tgt_vocab_size, c->tgt_vocab_size);
+    dec->n_rows = n_rows;
+    dec->step = t + 1;
+}
+
+void fy_decoder_reorder(fy_decoder *dec, const int *parent, int n_rows) {
+    size_t S = (size_t)dec->max_steps, steps = (size_t)dec->step;
+    for (int r = 0; r < n_rows; r++) memcpy(dec->hist_next + r * S, dec->hist + (size_t)parent[r] * S, steps * sizeof(int));
+    int *tmp = dec->hist;
+    dec->hist = dec->hist_next;
+    dec->hist_next = tmp;
+    dec->n_rows = n_rows;
+}
+
+void fy_decoder_free(fy_decoder *dec) {
+    free(dec->cross_k), free(dec->cross_v), free(dec->self_k), free(dec->self_v);
+    free(dec->hist), free(dec->hist_next);
+    free(dec->x), free(dec->h), free(dec->q), free(dec->attn), free(dec->o), free(dec->ff), free(dec->scores);
+    free(dec->keys), free(dec->vals);
+    memset(dec, 0, sizeof *dec);
+}

@@ -1,0 +1,76 @@
+/*
+ * model.h -- the Transformer encoder-decoder forward pass.
+ *
+ * fy_model_load() reads config.json and binds every tensor the config implies
+ * (checking dtype and shape); a tensor the config does not use is an error.
+ *
+ * The encoder works on a packed batch: the tokens of all sentences stacked
+ * without padding, attention restricted to each sentence's own rows. That is
+ * the padding mask, with no work spent on pads and no dependence on the rest
+ * of the batch.
+ *
+ * The decoder is incremental. fy_decoder_start() computes the cross-attention
+ * keys/values of every sentence once and sizes all buffers for the batch;
+ * fy_decoder_step() then runs one position for all live rows (hypotheses)
+ * without allocating. Self-attention keys/values are stored per step and
+ * row; each row keeps the row index of its ancestor at every step, so
+ * fy_decoder_reorder() (beam search keeping some rows, dropping others,
+ * duplicating some) copies indices, not key/value vectors.
+ */
+#ifndef FANYI_MODEL_H
+#define FANYI_MODEL_H
+
+#include "config.h"
+#include "weights.h"
+
+typedef struct { const float *w, *b; } fy_lin;
+typedef struct { const float *gamma, *beta; } fy_ln;
+typedef struct { fy_lin q, k, v, o; } fy_attn;
+
+typedef struct {
+    fy_attn self_attn, cross_attn;
+    fy_ln self_norm, cross_norm, ffn_norm;
+    fy_lin fc1, fc2;
+} fy_layer;
+
+typedef struct fy_model {
+    fy_config cfg;
+    fy_weights *weights;
+    const float *src_embed, *tgt_embed; /* [V, d] */
+    const float *out_w, *logits_bias;   /* [Vt, d], [Vt] */
+    const float *enc_pos, *dec_pos;     /* [max_positions, d] */
+    float *pos_table;                   /* owned sinusoid table */
+    fy_layer *enc, *dec;
+    fy_ln enc_final, dec_final;
+} fy_model;
+
+int fy_model_load(fy_model *m, const char *dir, fanyi_error *err);
+void fy_model_free(fy_model *m);
+
+/* Encodes n sentences packed in `ids` (sentence i at offset[i], length len[i],
+ * each at most max_positions) into memory [sum(len), d], allocated here. */
+int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *len, int n, float **memory,
+              fanyi_error *err);
+
+typedef struct fy_decoder {
+    const fy_model *m;
+    int max_rows, max_steps, n_src;
+    const int *src_offset, *src_len;
+    float *cross_k, *cross_v;   /* [layers][n_src tokens][d] */
+    float *self_k, *self_v;     /* [layers][max_steps][max_rows][d] */
+    int *hist, *hist_next;      /* [max_rows][max_steps] ancestor row at each step */
+    float *x, *h, *q, *attn, *o, *ff, *scores;
+    const float **keys, **vals; /* per-key pointers for one row's attention */
+    int step, n_rows;
+} fy_decoder;
+
+int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, const int *src_offset,
+                     const int *src_len, int n_sent, int max_rows, int max_steps, fanyi_error *err);
+/* One position for rows 0..n_rows-1: row r continues token tokens[r] of a
+ * hypothesis of sentence row_sent[r]. Writes log-probs [n_rows, Vt]. */
+void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logprobs);
+/* After a step: new row i continues old row parent[i]. */
+void fy_decoder_reorder(fy_decoder *dec, const int *parent, int n_rows);
+void fy_decoder_free(fy_decoder *dec);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * ops.h -- numeric kernels: BLAS matrix products and the row-wise operations
+ * of a Transformer (LayerNorm, activations, softmax).
+ *
+ * Matrices are row-major f32. Weight matrices are stored [out, in] as in
+ * PyTorch, so a linear layer is y = x W^T + b. Each row of a result depends
+ * only on the same row of the input: this is what makes a sentence's
+ * translation independent of its batch.
+ */
+#ifndef FANYI_OPS_H
+#define FANYI_OPS_H
+
+#include "config.h"
+
+/* y[rows, out] = x[rows, in] W[out, in]^T (+ b[out] if b). */
+void fy_linear(const float *x, int rows, int in, const float *w, const float *b, int out, float *y);
+
+/* y = LayerNorm(x) per row of d (y may equal x). */
+void fy_layernorm(const float *x, int rows, int d, const float *gamma, const float *beta, float eps, float *y);
+
+void fy_activate(float *x, size_t n, enum fy_activation act);
+void fy_add(float *x, const float *y, size_t n);
+
+/* In place: softmax of one row of n. */
+void fy_softmax(float *x, int n);
+/* In place: log-softmax of one row of n. */
+void fy_log_softmax(float *x, int n);
+
+float fy_dot(const float *a, const float *b, int n);
+void fy_axpy(float a, const float *x, float *y, int n);
+
+/* Sinusoidal position table [n_pos, d] in the given layout. */
+void fy_sinusoid_table(float *out, int n_pos, int d, enum fy_positions layout);
+
+void fy_set_threads(int n);
+
+#endif

@@ -1,0 +1,218 @@
+#include "search.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    float total; /* cumulative log-prob */
+    int row, token;
+} candidate;
+
+typedef struct {
+    double score;
+    float logprob;
+    int order;  /* finishing order, breaks ties */
+    int length; /* tokens kept (EOS excluded) */
+    int *tokens;
+} finished_hyp;
+
+/* Everything the step loop touches, allocated once per batch. */
+typedef struct {
+    int n_sent, beam, max_rows, max_steps, vocab;
+    float *logprobs;             /* [max_rows][vocab] */
+    int *row_sent, *row_tok;     /* current rows */
+    float *row_lp;
+    int *next_sent, *next_tok, *next_parent;
+    float *next_lp;
+    int *gen_tok, *gen_parent;   /* [max_steps][max_rows] backpointers */
+    int *beam_left, *limit, *n_finished;
+    finished_hyp *finished;      /* [n_sent][beam] */
+    int *finished_tokens;        /* [n_sent][beam][max_steps] */
+    candidate *cand;             /* [beam] */
+    unsigned char *forbidden;    /* [vocab] */
+} search_state;
+
+int fy_length_limit(const fy_config *cfg, const fy_search_opts *o, int src_len) {
+    int limit = o->max_length < cfg->max_positions ? o->max_length : cfg->max_positions;
+    if (o->max_length_ratio > 0) {
+        double by_ratio = ceil((double)o->max_length_ratio * src_len);
+        if (by_ratio < 1) by_ratio = 1;
+        if (by_ratio < limit) limit = (int)by_ratio;
+    }
+    return limit < 1 ? 1 : limit;
+}
+
+static void state_free(search_state *s) {
+    free(s->logprobs), free(s->row_sent), free(s->row_tok), free(s->row_lp);
+    free(s->next_sent), free(s->next_tok), free(s->next_parent), free(s->next_lp);
+    free(s->gen_tok), free(s->gen_parent), free(s->beam_left), free(s->limit), free(s->n_finished);
+    free(s->finished), free(s->finished_tokens), free(s->cand), free(s->forbidden);
+}
+
+static int state_init(search_state *s, const fy_model *m, const int *len, int n, const fy_search_opts *o,
+                      fanyi_error *err) {
+    const fy_config *c = &m->cfg;
+    memset(s, 0, sizeof *s);
+    s->n_sent = n;
+    s->beam = o->beam_size;
+    s->max_rows = n * o->beam_size;
+    s->vocab = c->tgt_vocab_size;
+    size_t R = (size_t)s->max_rows, V = (size_t)s->vocab;
+    s->limit = fy_calloc((size_t)n, sizeof(int), err, "search limits");
+    if (!s->limit) return FANYI_ERR_MEMORY;
+    for (int i = 0; i < n; i++) {
+        s->limit[i] = fy_length_limit(c, o, len[i]);
+        if (s->limit[i] > s->max_steps) s->max_steps = s->limit[i];
+    }
+    size_t S = (size_t)s->max_steps;
+    s->logprobs = fy_calloc(R * V, sizeof(float), err, "log-probabilities");
+    s->row_sent = fy_calloc(R, sizeof(int), err, "search rows");
+    s->row_tok = fy_calloc(R, sizeof(int), err, "search rows");
+    s->row_lp = fy_calloc(R, sizeof(float), err, "search rows");
+    s->next_sent = fy_calloc(R, sizeof(int), err, "search rows");
+    s->next_tok = fy_calloc(R, sizeof(int), err, "search rows");
+    s->next_parent = fy_calloc(R, sizeof(int), err, "search rows");
+    s->next_lp = fy_calloc(R, sizeof(float), err, "search rows");
+    s->gen_tok = fy_calloc(R * S, sizeof(int), err, "search history");
+    s->gen_parent = fy_calloc(R * S, sizeof(int), err, "search history");
+    s->beam_left = fy_calloc((size_t)n, sizeof(int), err, "beams");
+    s->n_finished = fy_calloc((size_t)n, sizeof(int), err, "beams");
+    s->finished = fy_calloc(R, sizeof(finished_hyp), err, "finished hypotheses");
+    s->finished_tokens = fy_calloc(R * S, sizeof(int), err, "finished hypotheses");
+    s->cand = fy_calloc((size_t)o->beam_size, sizeof(candidate), err, "candidates");
+    s->forbidden = fy_calloc(V, 1, err, "forbidden ids");
+    if (!s->logprobs || !s->row_sent || !s->row_tok || !s->row_lp || !s->next_sent || !s->next_tok ||
+        !s->next_parent || !s->next_lp || !s->gen_tok || !s->gen_parent || !s->beam_left || !s->n_finished ||
+        !s->finished || !s->finished_tokens || !s->cand || !s->forbidden)
+        return FANYI_ERR_MEMORY;
+    s->forbidden[c->pad_id] = 1;
+    for (int i = 0; i < c->n_forbidden; i++) s->forbidden[c->forbidden_ids[i]] = 1;
+    for (int i = 0; i < n; i++) {
+        s->beam_left[i] = o->beam_size;
+        s->row_sent[i] = i;
+        s->row_tok[i] = c->decoder_start_id;
+    }
+    return FANYI_OK;
+}
+
+/* Inserts into the best-first list of at most k; equal scores keep index order,
+ * since candidates arrive in increasing (row, token) order. */
+static void offer(candidate *list, int *n, int k, float total, int row, int token) {
+    if (*n == k && !(total > list[k - 1].total)) return;
+    int i = *n < k ? (*n)++ : k - 1;
+    while (i > 0 && total > list[i - 1].total) {
+        list[i] = list[i - 1];
+        i--;
+    }
+    list[i] = (candidate){total, row, token};
+}
+
+/* Copies the tokens of current row `row` (which has `steps` tokens) into out. */
+static void backtrack(const search_state *s, int row, int steps, int *out) {
+    for (int t = steps - 1; t >= 0; t--) {
+        out[t] = s->gen_tok[(size_t)t * s->max_rows + row];
+        row = s->gen_parent[(size_t)t * s->max_rows + row];
+    }
+}
+
+static void finish(search_state *s, const fy_search_opts *o, int sent, int parent, int steps, int token, int keep_token,
+                   float total) {
+    int slot = s->n_finished[sent]++;
+    finished_hyp *f = &s->finished[(size_t)sent * s->beam + slot];
+    f->tokens = s->finished_tokens + ((size_t)sent * s->beam + slot) * s->max_steps;
+    backtrack(s, parent, steps, f->tokens);
+    f->length = steps;
+    if (keep_token) f->tokens[f->length++] = token;
+    f->logprob = total;
+    f->order = slot;
+    double len = steps + 1;
+    f->score = o->length_penalty != 0 ? total / pow(len, o->length_penalty) : total;
+    s->beam_left[sent]--;
+}
+
+/* Chooses the extensions of rows [first, end) of sentence `sent` at step t; returns rows written to next_*. */
+static int select_sentence(search_state *s, const fy_config *c, const fy_search_opts *o, int sent, int first, int end,
+                           int t, int n_next) {
+    int k = s->beam_left[sent], n_cand = 0;
+    for (int r = first; r < end; r++) {
+        const float *lp = s->logprobs + (size_t)r * s->vocab;
+        for (int v = 0; v < s->vocab; v++)
+            if (!s->forbidden[v] && lp[v] != -INFINITY) offer(s->cand, &n_cand, k, s->row_lp[r] + lp[v], r, v);
+    }
+    for (int i = 0; i < n_cand; i++) {
+        const candidate *cd = &s->cand[i];
+        if (cd->token == c->eos_id) finish(s, o, sent, cd->row, t, cd->token, 0, cd->total);
+        else if (t + 1 >= s->limit[sent]) finish(s, o, sent, cd->row, t, cd->token, 1, cd->total);
+        else {
+            s->next_sent[n_next] = sent;
+            s->next_tok[n_next] = cd->token;
+            s->next_parent[n_next] = cd->row;
+            s->next_lp[n_next] = cd->total;
+            s->gen_tok[(size_t)t * s->max_rows + n_next] = cd->token;
+            s->gen_parent[(size_t)t * s->max_rows + n_next] = cd->row;
+            n_next++;
+        }
+    }
+    return n_next;
+}
+
+static int by_score(const void *a, const void *b) {
+    const finished_hyp *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->order - y->order;
+}
+
+static int collect(search_state *s, const fy_search_opts *o, fy_hyp *hyps, int *n_hyps, fanyi_error *err) {
+    for (int i = 0; i < s->n_sent; i++) {
+        finished_hyp *f = &s->finished[(size_t)i * s->beam];
+        qsort(f, (size_t)s->n_finished[i], sizeof *f, by_score);
+        int n = s->n_finished[i] < o->nbest ? s->n_finished[i] : o->nbest;
+        for (int j = 0; j < n; j++) {
+            fy_hyp *h = &hyps[(size_t)i * o->nbest + j];
+            h->ids = fy_calloc((size_t)f[j].length, sizeof(int), err, "translation");
+            if (!h->ids) return FANYI_ERR_MEMORY;
+            memcpy(h->ids, f[j].tokens, sizeof(int) * (size_t)f[j].length);
+            h->n_ids = f[j].length;
+            h->score = (float)f[j].score;
+            h->logprob = f[j].logprob;
+            n_hyps[i] = j + 1;
+        }
+    }
+    return FANYI_OK;
+}
+
+int fy_search(const fy_model *m, const int *ids, const int *offset, const int *len, int n, const fy_search_opts *o,
+              fy_hyp *hyps, int *n_hyps, fanyi_error *err) {
+    const fy_config *c = &m->cfg;
+    for (int i = 0; i < n; i++) n_hyps[i] = 0;
+    if (n == 0) return FANYI_OK;
+    search_state s;
+    fy_decoder dec;
+    float *memory = NULL;
+    memset(&dec, 0, sizeof dec);
+    int rc = state_init(&s, m, len, n, o, err);
+    if (!rc) rc = fy_encode(m, ids, offset, len, n, &memory, err);
+    if (!rc) rc = fy_decoder_start(&dec, m, memory, offset, len, n, s.max_rows, s.max_steps, err);
+    int n_rows = n;
+    for (int t = 0; !rc && n_rows > 0; t++) {
+        fy_decoder_step(&dec, s.row_tok, s.row_sent, n_rows, s.logprobs);
+        int n_next = 0;
+        for (int first = 0; first < n_rows;) {
+            int end = first;
+            while (end < n_rows && s.row_sent[end] == s.row_sent[first]) end++;
+            n_next = select_sentence(&s, c, o, s.row_sent[first], first, end, t, n_next);
+            first = end;
+        }
+        fy_decoder_reorder(&dec, s.next_parent, n_next);
+        memcpy(s.row_sent, s.next_sent, sizeof(int) * (size_t)n_next);
+        memcpy(s.row_tok, s.next_tok, sizeof(int) * (size_t)n_next);
+        memcpy(s.row_lp, s.next_lp, sizeof(float) * (size_t)n_next);
+        n_rows = n_next;
+    }
+    if (!rc) rc = collect(&s, o, hyps, n_hyps, err);
+    fy_decoder_free(&dec);
+    free(memory);
+    state_free(&s);
+    return rc;
+}

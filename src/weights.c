@@ -1,0 +1,291 @@
+#include "weights.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Largest header we accept: real headers are a few hundred KB at most. */
+#define FY_MAX_HEADER (100u << 20)
+
+struct fy_weights {
+    char *path;
+    const uint8_t *map; /* whole file */
+    size_t size;
+    int mapped;         /* 1 if we own the mapping */
+    const uint8_t *data; /* start of the data section */
+    size_t data_size;
+    fy_tensor *tensors;
+    int n_tensors;
+    float **owned; /* converted buffers */
+    int n_owned;
+};
+
+static size_t dtype_size(enum fy_dtype t) { return t == FY_F32 ? 4 : t == FY_F16 ? 2 : 1; }
+
+static int parse_dtype(const char *s, enum fy_dtype *out) {
+    if (!strcmp(s, "F32")) *out = FY_F32;
+    else if (!strcmp(s, "F16")) *out = FY_F16;
+    else if (!strcmp(s, "I8")) *out = FY_I8;
+    else return 0;
+    return 1;
+}
+
+static int parse_tensor(fy_weights *w, const cJSON *item, fy_tensor *t, fanyi_error *err) {
+    const char *name = item->string;
+    if (!cJSON_IsObject(item)) return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s': entry is not an object", w->path, name);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
+    const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+    if (!cJSON_IsString(dt)) return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s': missing 'dtype'", w->path, name);
+    if (!parse_dtype(dt->valuestring, &t->dtype))
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s': unsupported dtype '%s' (F32, F16 or I8)", w->path, name,
+                       dt->valuestring);
+    if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) > FY_MAX_RANK)
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s': 'shape' must be an array of at most %d sizes", w->path,
+                       name, FY_MAX_RANK);
+    size_t numel = 1;
+    t->rank = 0;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, shape) {
+        if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > 4e12 || d->valuedouble != floor(d->valuedouble))
+            return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s': invalid dimension in 'shape'", w->path, name);
+        t->shape[t->rank++] = (int64_t)d->valuedouble;
+        if (!fy_mul_size(numel, (size_t)d->valuedouble, &numel))
+            return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s': shape overflows", w->path, name);
+    }
+    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !cJSON_IsNumber(offs->child) ||
+        !cJSON_IsNumber(offs->child->next))
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s': 'data_offsets' must be [begin, end]", w->path, name);
+    double b = offs->child->valuedouble, e = offs->child->next->valuedouble;
+    if (b < 0 || e < b || e > (double)w->data_size || b != floor(b) || e != floor(e))
+        return fy_fail(err, FANYI_ERR_MODEL,
+                       "%s: tensor '%s': data_offsets [%.0f, %.0f] lie outside the %zu bytes of tensor data", w->path,
+                       name, b, e, w->data_size);
+    t->begin = (size_t)b;
+    t->end = (size_t)e;
+    size_t bytes;
+    if (!fy_mul_size(numel, dtype_size(t->dtype), &bytes) || bytes != t->end - t->begin)
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s': %zu bytes of data but its shape and dtype need %zu",
+                       w->path, name, t->end - t->begin, bytes);
+    t->name = strdup(name);
+    if (!t->name) return fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    return FANYI_OK;
+}
+
+static int by_begin(const void *a, const void *b) {
+    const fy_tensor *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+}
+
+static int check_overlaps(fy_weights *w, fanyi_error *err) {
+    fy_tensor *sorted = malloc(sizeof *sorted * (size_t)(w->n_tensors ? w->n_tensors : 1));
+    if (!sorted) return fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    memcpy(sorted, w->tensors, sizeof *sorted * (size_t)w->n_tensors);
+    qsort(sorted, (size_t)w->n_tensors, sizeof *sorted, by_begin);
+    int rc = FANYI_OK;
+    for (int i = 1; i < w->n_tensors && !rc; i++)
+        if (sorted[i].begin < sorted[i - 1].end)
+            rc = fy_fail(err, FANYI_ERR_MODEL, "%s: tensors '%s' and '%s' overlap in the file", w->path,
+                         sorted[i - 1].name, sorted[i].name);
+    free(sorted);
+    return rc;
+}
+
+static int parse_header(fy_weights *w, fanyi_error *err) {
+    if (w->size < 8) return fy_fail(err, FANYI_ERR_MODEL, "%s: file is %zu bytes, too short for a safetensors header", w->path, w->size);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = n << 8 | w->map[i];
+    if (n < 2 || n > FY_MAX_HEADER || n > w->size - 8)
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: header length %llu is impossible for a file of %zu bytes", w->path,
+                       (unsigned long long)n, w->size);
+    w->data = w->map + 8 + n;
+    w->data_size = w->size - 8 - (size_t)n;
+    cJSON *root = cJSON_ParseWithLength((const char *)w->map + 8, (size_t)n);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: header is not a JSON object (truncated or not safetensors?)", w->path);
+    }
+    int count = cJSON_GetArraySize(root);
+    w->tensors = calloc((size_t)(count ? count : 1), sizeof *w->tensors);
+    int rc = w->tensors ? FANYI_OK : fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    const cJSON *item;
+    cJSON_ArrayForEach(item, root) {
+        if (rc) break;
+        if (!strcmp(item->string, "__metadata__")) continue;
+        for (int i = 0; i < w->n_tensors && !rc; i++)
+            if (!strcmp(w->tensors[i].name, item->string))
+                rc = fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s' appears twice", w->path, item->string);
+        if (!rc) rc = parse_tensor(w, item, &w->tensors[w->n_tensors], err);
+        if (!rc) w->n_tensors++;
+    }
+    cJSON_Delete(root);
+    if (!rc) rc = check_overlaps(w, err);
+    return rc;
+}
+
+static int weights_init(fy_weights **out, const uint8_t *data, size_t size, int mapped, const char *path,
+                        fanyi_error *err) {
+    fy_weights *w = calloc(1, sizeof *w);
+    if (!w || !(w->path = strdup(path))) {
+        free(w);
+        if (mapped) munmap((void *)data, size);
+        return fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    }
+    w->map = data;
+    w->size = size;
+    w->mapped = mapped;
+    int rc = parse_header(w, err);
+    if (rc) {
+        fy_weights_close(w);
+        return rc;
+    }
+    *out = w;
+    return FANYI_OK;
+}
+
+int fy_weights_from_memory(fy_weights **out, const uint8_t *data, size_t size, const char *path, fanyi_error *err) {
+    return weights_init(out, data, size, 0, path, err);
+}
+
+int fy_weights_open(fy_weights **out, const char *path, fanyi_error *err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return fy_fail(err, FANYI_ERR_MODEL, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: not a regular file", path);
+    }
+    size_t size = (size_t)st.st_size;
+    if (size < 8) {
+        close(fd);
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: file is %zu bytes, too short for a safetensors header", path, size);
+    }
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return fy_fail(err, FANYI_ERR_MODEL, "%s: cannot map: %s", path, strerror(errno));
+    return weights_init(out, map, size, 1, path, err);
+}
+
+void fy_weights_close(fy_weights *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
+    free(w->tensors);
+    for (int i = 0; i < w->n_owned; i++) free(w->owned[i]);
+    free(w->owned);
+    if (w->mapped) munmap((void *)w->map, w->size);
+    free(w->path);
+    free(w);
+}
+
+const fy_tensor *fy_weights_find(const fy_weights *w, const char *name) {
+    for (int i = 0; i < w->n_tensors; i++)
+        if (!strcmp(w->tensors[i].name, name)) return &w->tensors[i];
+    return NULL;
+}
+
+int fy_weights_has(const fy_weights *w, const char *name) { return fy_weights_find(w, name) != NULL; }
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else { /* subnormal: normalize */
+            int e = -1;
+            do { man <<= 1; e++; } while (!(man & 0x400));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+        }
+    } else if (exp == 31) bits = sign | 0x7f800000u | man << 13;
+    else bits = sign | (exp - 15 + 127) << 23 | man << 13;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static float *own_buffer(fy_weights *w, size_t n, fanyi_error *err) {
+    float **grown = realloc(w->owned, sizeof *grown * (size_t)(w->n_owned + 1));
+    if (!grown) return NULL;
+    w->owned = grown;
+    float *buf = fy_calloc(n, sizeof(float), err, "converted tensor");
+    if (buf) w->owned[w->n_owned++] = buf;
+    return buf;
+}
+
+static int shape_string(const int64_t *shape, int rank, char *buf, size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < rank && n < cap; i++) n += (size_t)snprintf(buf + n, cap - n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return 0;
+}
+
+static int check_shape(fy_weights *w, const fy_tensor *t, int rank, const int64_t *shape, fanyi_error *err) {
+    int same = t->rank == rank;
+    for (int i = 0; same && i < rank; i++) same = t->shape[i] == shape[i];
+    if (same) return FANYI_OK;
+    char want[128], got[128];
+    shape_string(shape, rank, want, sizeof want);
+    shape_string(t->shape, t->rank, got, sizeof got);
+    return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s' has shape %s, the config implies %s", w->path, t->name, got, want);
+}
+
+static int dequantize(fy_weights *w, fy_tensor *t, float *out, fanyi_error *err) {
+    char scale_name[512];
+    snprintf(scale_name, sizeof scale_name, "%s.scale", t->name);
+    fy_tensor *s = (fy_tensor *)fy_weights_find(w, scale_name);
+    if (!s) return fy_fail(err, FANYI_ERR_MODEL, "%s: I8 tensor '%s' needs its per-row scales '%s'", w->path, t->name, scale_name);
+    if (t->rank != 2 || s->dtype != FY_F32 || s->rank != 1 || s->shape[0] != t->shape[0])
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: '%s' must be F32 of shape [%lld] (one scale per row of '%s')", w->path,
+                       scale_name, (long long)(t->rank ? t->shape[0] : 0), t->name);
+    s->used = 1;
+    const int8_t *q = (const int8_t *)(w->data + t->begin);
+    const uint8_t *sb = w->data + s->begin;
+    size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
+    for (size_t r = 0; r < rows; r++) {
+        float scale;
+        memcpy(&scale, sb + 4 * r, 4);
+        if (!isfinite(scale)) return fy_fail(err, FANYI_ERR_MODEL, "%s: '%s' row %zu: scale is not finite", w->path, scale_name, r);
+        for (size_t c = 0; c < cols; c++) out[r * cols + c] = (float)q[r * cols + c] * scale;
+    }
+    return FANYI_OK;
+}
+
+int fy_weights_f32(fy_weights *w, const char *name, int rank, const int64_t *shape, const float **data,
+                   fanyi_error *err) {
+    fy_tensor *t = (fy_tensor *)fy_weights_find(w, name);
+    if (!t) return fy_fail(err, FANYI_ERR_MODEL, "%s: missing tensor '%s'", w->path, name);
+    int rc = check_shape(w, t, rank, shape, err);
+    if (rc) return rc;
+    t->used = 1;
+    size_t n = (t->end - t->begin) / dtype_size(t->dtype);
+    const uint8_t *src = w->data + t->begin;
+    if (t->dtype == FY_F32 && ((uintptr_t)src % sizeof(float)) == 0) {
+        *data = (const float *)src;
+        return FANYI_OK;
+    }
+    if (t->dtype == FY_I8 && rank != 2)
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s' is I8, but only matrices may be quantized", w->path, name);
+    float *buf = own_buffer(w, n, err);
+    if (!buf) return FANYI_ERR_MEMORY;
+    if (t->dtype == FY_F32) memcpy(buf, src, n * 4);
+    else if (t->dtype == FY_F16)
+        for (size_t i = 0; i < n; i++) buf[i] = half_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+    else if ((rc = dequantize(w, t, buf, err)))
+        return rc;
+    *data = buf;
+    return FANYI_OK;
+}
+
+const char *fy_weights_unused(const fy_weights *w) {
+    for (int i = 0; i < w->n_tensors; i++)
+        if (!w->tensors[i].used) return w->tensors[i].name;
+    return NULL;
+}
+
+size_t fy_weights_file_size(const fy_weights *w) { return w->size; }
+int fy_weights_count(const fy_weights *w) { return w->n_tensors; }

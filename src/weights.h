@@ -1,0 +1,50 @@
+/*
+ * weights.h -- tensors in the safetensors layout, memory-mapped.
+ *
+ * fy_weights_open() maps the file and validates its header completely: a
+ * sane header length, JSON that parses, a known dtype, a shape whose size
+ * matches the byte range, byte ranges inside the file that do not overlap.
+ * Model code then asks for tensors by name and shape with fy_weights_f32(),
+ * which checks dtype and shape and returns f32 data: F32 tensors are used in
+ * place when aligned, F16 and I8 (with its F32 "<name>.scale" per-row scales)
+ * are converted into buffers the weights object owns. fy_weights_unused()
+ * names a tensor no one asked for, so that stray tensors are reported.
+ */
+#ifndef FANYI_WEIGHTS_H
+#define FANYI_WEIGHTS_H
+
+#include "common.h"
+
+enum fy_dtype { FY_F32, FY_F16, FY_I8 };
+
+#define FY_MAX_RANK 4
+
+typedef struct fy_tensor {
+    char *name;
+    enum fy_dtype dtype;
+    int rank;
+    int64_t shape[FY_MAX_RANK];
+    size_t begin, end; /* byte range within the data section */
+    int used;
+} fy_tensor;
+
+typedef struct fy_weights fy_weights;
+
+int fy_weights_open(fy_weights **out, const char *path, fanyi_error *err);
+/* Parses from memory that the caller keeps alive (used by the fuzzer and tests). */
+int fy_weights_from_memory(fy_weights **out, const uint8_t *data, size_t size, const char *path, fanyi_error *err);
+void fy_weights_close(fy_weights *w);
+
+const fy_tensor *fy_weights_find(const fy_weights *w, const char *name);
+int fy_weights_has(const fy_weights *w, const char *name);
+
+/* Returns f32 data of tensor `name`, which must have the given rank and shape. */
+int fy_weights_f32(fy_weights *w, const char *name, int rank, const int64_t *shape, const float **data,
+                   fanyi_error *err);
+
+/* The first tensor never requested, or NULL. */
+const char *fy_weights_unused(const fy_weights *w);
+size_t fy_weights_file_size(const fy_weights *w);
+int fy_weights_count(const fy_weights *w);
+
+#endif
