@@ -1,6 +1,5 @@
 #include "model.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +22,14 @@ static const float *bind(binder *b, const char *name, int rank, int64_t d0, int6
     return p;
 }
 
+static void pack(binder *b, const float *w, int out, int in, fy_packed *p, const char *name) {
+    if (!b->rc && !fy_pack(w, out, in, p)) b->rc = fy_fail(b->err, FANYI_ERR_MEMORY, "out of memory packing '%s'", name);
+}
+
 static void bind_lin(binder *b, fy_lin *l, const char *prefix, int out, int in) {
     char name[256];
     snprintf(name, sizeof name, "%s.weight", prefix);
-    l->w = bind(b, name, 2, out, in);
+    pack(b, bind(b, name, 2, out, in), out, in, &l->w, name);
     snprintf(name, sizeof name, "%s.bias", prefix);
     l->b = bind(b, name, 1, out, 0);
 }
@@ -70,7 +73,8 @@ static int bind_all(fy_model *m, fanyi_error *err) {
     int d = c->d_model;
     m->src_embed = bind(&b, "src_embed.weight", 2, c->src_vocab_size, d);
     m->tgt_embed = c->shared_embeddings ? m->src_embed : bind(&b, "tgt_embed.weight", 2, c->tgt_vocab_size, d);
-    m->out_w = c->tied_output ? m->tgt_embed : bind(&b, "output.weight", 2, c->tgt_vocab_size, d);
+    const float *out_w = c->tied_output ? m->tgt_embed : bind(&b, "output.weight", 2, c->tgt_vocab_size, d);
+    pack(&b, out_w, c->tgt_vocab_size, d, &m->out_proj, "output projection");
     m->logits_bias = c->logits_bias ? bind(&b, "logits_bias", 1, c->tgt_vocab_size, 0) : NULL;
     if (c->positions == FY_POS_LEARNED) {
         m->enc_pos = bind(&b, "encoder.pos.weight", 2, c->max_positions, d);
@@ -117,7 +121,16 @@ int fy_model_load(fy_model *m, const char *dir, fanyi_error *err) {
     return rc;
 }
 
+static void free_layer(fy_layer *l) {
+    fy_lin *lins[] = {&l->self_attn.q, &l->self_attn.k, &l->self_attn.v, &l->self_attn.o, &l->cross_attn.q,
+                      &l->cross_attn.k, &l->cross_attn.v, &l->cross_attn.o, &l->fc1, &l->fc2};
+    for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) fy_packed_free(&lins[i]->w);
+}
+
 void fy_model_free(fy_model *m) {
+    for (int i = 0; m->enc && i < m->cfg.encoder_layers; i++) free_layer(&m->enc[i]);
+    for (int i = 0; m->dec && i < m->cfg.decoder_layers; i++) free_layer(&m->dec[i]);
+    fy_packed_free(&m->out_proj);
     fy_weights_close(m->weights);
     free(m->enc);
     free(m->dec);
@@ -156,26 +169,38 @@ static void sublayer_output(const fy_config *c, const fy_ln *norm, float *x, con
 
 static void feed_forward(const fy_config *c, const fy_layer *l, float *x, float *h, float *ff, float *o, int rows) {
     const float *in = sublayer_input(c, &l->ffn_norm, x, h, rows);
-    fy_linear(in, rows, c->d_model, l->fc1.w, l->fc1.b, c->d_ff, ff);
+    fy_linear(in, rows, &l->fc1.w, l->fc1.b, ff);
     fy_activate(ff, (size_t)rows * c->d_ff, c->activation);
-    fy_linear(ff, rows, c->d_ff, l->fc2.w, l->fc2.b, c->d_model, o);
+    fy_linear(ff, rows, &l->fc2.w, l->fc2.b, o);
     sublayer_output(c, &l->ffn_norm, x, o, rows);
 }
 
 /* ---- encoder ---------------------------------------------------------- */
 
-/* Self-attention of one sentence of L rows; q/k/v/out have row stride d. */
-static void sentence_attention(const fy_config *c, const float *q, const float *k, const float *v, int L,
-                               float *scores, float *out) {
+/* Attention of one query row over n keys; key j of head h is at key(j) + h*dh. */
+static void row_attention(const fy_config *c, const float *q, const float *const *keys, const float *const *vals,
+                          int n, float *scores, float *out) {
     int d = c->d_model, dh = d / c->n_heads;
     float scale = 1.0f / sqrtf((float)dh);
+    memset(out, 0, sizeof(float) * (size_t)d);
     for (int h = 0; h < c->n_heads; h++) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale, q + h * dh, d, k + h * dh, d, 0.0f,
-                    scores, L);
-        for (int i = 0; i < L; i++) fy_softmax(scores + (size_t)i * L, L);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1.0f, scores, L, v + h * dh, d, 0.0f,
-                    out + h * dh, d);
+        for (int j = 0; j < n; j++) scores[j] = fy_dot(q + h * dh, keys[j] + h * dh, dh) * scale;
+        fy_softmax(scores, n);
+        for (int j = 0; j < n; j++) fy_axpy(scores[j], vals[j] + h * dh, out + h * dh, dh);
     }
+}
+
+/* Self-attention of one sentence of L rows (row stride d), one query row at a
+ * time: the same deterministic kernel as the decoder, so nothing depends on
+ * BLAS threading. keys/vals have room for L pointers. */
+static void sentence_attention(const fy_config *c, const float *q, const float *k, const float *v, int L,
+                               const float **keys, const float **vals, float *scores, float *out) {
+    size_t d = (size_t)c->d_model;
+    for (int j = 0; j < L; j++) {
+        keys[j] = k + j * d;
+        vals[j] = v + j * d;
+    }
+    for (int i = 0; i < L; i++) row_attention(c, q + i * d, keys, vals, L, scores, out + i * d);
 }
 
 int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *len, int n, float **memory,
@@ -189,10 +214,11 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
     size_t d = (size_t)c->d_model, rows = (size_t)(total ? total : 1);
     size_t width = d > (size_t)c->d_ff ? d : (size_t)c->d_ff;
     float *x = fy_calloc(rows * d, sizeof(float), err, "encoder states");
-    float *work = fy_calloc(rows * (4 * d + width) + (size_t)longest * longest, sizeof(float), err, "encoder buffers");
+    float *work = fy_calloc(rows * (4 * d + width) + (size_t)longest, sizeof(float), err, "encoder buffers");
     int *pos = fy_calloc(rows, sizeof(int), err, "positions");
-    if (!x || !work || !pos) {
-        free(x), free(work), free(pos);
+    const float **keys = fy_calloc((size_t)longest + 1, 2 * sizeof *keys, err, "attention keys");
+    if (!x || !work || !pos || !keys) {
+        free(x), free(work), free(pos), free(keys);
         return FANYI_ERR_MEMORY;
     }
     float *h = work, *q = h + rows * d, *k = q + rows * d, *v = k + rows * d, *attn = v + rows * d;
@@ -203,20 +229,21 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
     for (int l = 0; l < c->encoder_layers; l++) {
         const fy_layer *L = &m->enc[l];
         const float *in = sublayer_input(c, &L->self_norm, x, h, total);
-        fy_linear(in, total, (int)d, L->self_attn.q.w, L->self_attn.q.b, (int)d, q);
-        fy_linear(in, total, (int)d, L->self_attn.k.w, L->self_attn.k.b, (int)d, k);
-        fy_linear(in, total, (int)d, L->self_attn.v.w, L->self_attn.v.b, (int)d, v);
+        fy_linear(in, total, &L->self_attn.q.w, L->self_attn.q.b, q);
+        fy_linear(in, total, &L->self_attn.k.w, L->self_attn.k.b, k);
+        fy_linear(in, total, &L->self_attn.v.w, L->self_attn.v.b, v);
         for (int i = 0; i < n; i++) {
             size_t o = (size_t)offset[i] * d;
-            sentence_attention(c, q + o, k + o, v + o, len[i], scores, attn + o);
+            sentence_attention(c, q + o, k + o, v + o, len[i], keys, keys + longest + 1, scores, attn + o);
         }
-        fy_linear(attn, total, (int)d, L->self_attn.o.w, L->self_attn.o.b, (int)d, q);
+        fy_linear(attn, total, &L->self_attn.o.w, L->self_attn.o.b, q);
         sublayer_output(c, &L->self_norm, x, q, total);
         feed_forward(c, L, x, h, ff, q, total);
     }
     if (c->encoder_final_norm) fy_layernorm(x, total, (int)d, m->enc_final.gamma, m->enc_final.beta, c->layernorm_eps, x);
     free(work);
     free(pos);
+    free(keys);
     *memory = x;
     return FANYI_OK;
 }
@@ -264,23 +291,10 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
     }
     for (size_t l = 0; l < L; l++) {
         const fy_attn *a = &m->dec[l].cross_attn;
-        fy_linear(memory, total, (int)d, a->k.w, a->k.b, (int)d, dec->cross_k + l * total * d);
-        fy_linear(memory, total, (int)d, a->v.w, a->v.b, (int)d, dec->cross_v + l * total * d);
+        fy_linear(memory, total, &a->k.w, a->k.b, dec->cross_k + l * total * d);
+        fy_linear(memory, total, &a->v.w, a->v.b, dec->cross_v + l * total * d);
     }
     return FANYI_OK;
-}
-
-/* Attention of one query row over n keys; key j of head h is at key(j) + h*dh. */
-static void row_attention(const fy_config *c, const float *q, const float *const *keys, const float *const *vals,
-                          int n, float *scores, float *out) {
-    int d = c->d_model, dh = d / c->n_heads;
-    float scale = 1.0f / sqrtf((float)dh);
-    memset(out, 0, sizeof(float) * (size_t)d);
-    for (int h = 0; h < c->n_heads; h++) {
-        for (int j = 0; j < n; j++) scores[j] = fy_dot(q + h * dh, keys[j] + h * dh, dh) * scale;
-        fy_softmax(scores, n);
-        for (int j = 0; j < n; j++) fy_axpy(scores[j], vals[j] + h * dh, out + h * dh, dh);
-    }
 }
 
 static void self_attention(fy_decoder *dec, int l, int n_rows) {
@@ -323,23 +337,23 @@ void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, in
         const fy_layer *L = &m->dec[l];
         size_t slot = ((size_t)l * dec->max_steps + t) * R * d;
         const float *in = sublayer_input(c, &L->self_norm, dec->x, dec->h, n_rows);
-        fy_linear(in, n_rows, d, L->self_attn.q.w, L->self_attn.q.b, d, dec->q);
-        fy_linear(in, n_rows, d, L->self_attn.k.w, L->self_attn.k.b, d, dec->self_k + slot);
-        fy_linear(in, n_rows, d, L->self_attn.v.w, L->self_attn.v.b, d, dec->self_v + slot);
+        fy_linear(in, n_rows, &L->self_attn.q.w, L->self_attn.q.b, dec->q);
+        fy_linear(in, n_rows, &L->self_attn.k.w, L->self_attn.k.b, dec->self_k + slot);
+        fy_linear(in, n_rows, &L->self_attn.v.w, L->self_attn.v.b, dec->self_v + slot);
         self_attention(dec, l, n_rows);
-        fy_linear(dec->attn, n_rows, d, L->self_attn.o.w, L->self_attn.o.b, d, dec->o);
+        fy_linear(dec->attn, n_rows, &L->self_attn.o.w, L->self_attn.o.b, dec->o);
         sublayer_output(c, &L->self_norm, dec->x, dec->o, n_rows);
 
         in = sublayer_input(c, &L->cross_norm, dec->x, dec->h, n_rows);
-        fy_linear(in, n_rows, d, L->cross_attn.q.w, L->cross_attn.q.b, d, dec->q);
+        fy_linear(in, n_rows, &L->cross_attn.q.w, L->cross_attn.q.b, dec->q);
         cross_attention(dec, l, row_sent, n_rows);
-        fy_linear(dec->attn, n_rows, d, L->cross_attn.o.w, L->cross_attn.o.b, d, dec->o);
+        fy_linear(dec->attn, n_rows, &L->cross_attn.o.w, L->cross_attn.o.b, dec->o);
         sublayer_output(c, &L->cross_norm, dec->x, dec->o, n_rows);
 
         feed_forward(c, L, dec->x, dec->h, dec->ff, dec->o, n_rows);
     }
     if (c->decoder_final_norm) fy_layernorm(dec->x, n_rows, d, m->dec_final.gamma, m->dec_final.beta, c->layernorm_eps, dec->x);
-    fy_linear(dec->x, n_rows, d, m->out_w, m->logits_bias, c->tgt_vocab_size, logprobs);
+    fy_linear(dec->x, n_rows, &m->out_proj, m->logits_bias, logprobs);
     for (int r = 0; r < n_rows; r++) fy_log_softmax(logprobs + (size_t)r * c->tgt_vocab_size, c->tgt_vocab_size);
     dec->n_rows = n_rows;
     dec->step = t + 1;

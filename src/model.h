@@ -21,9 +21,13 @@
 #define FANYI_MODEL_H
 
 #include "config.h"
+#include "gemm.h"
 #include "weights.h"
 
-typedef struct { const float *w, *b; } fy_lin;
+typedef struct {
+    fy_packed w; /* [out, in], packed for fy_gemm */
+    const float *b;
+} fy_lin;
 typedef struct { const float *gamma, *beta; } fy_ln;
 typedef struct { fy_lin q, k, v, o; } fy_attn;
 
@@ -37,7 +41,8 @@ typedef struct fy_model {
     fy_config cfg;
     fy_weights *weights;
     const float *src_embed, *tgt_embed; /* [V, d] */
-    const float *out_w, *logits_bias;   /* [Vt, d], [Vt] */
+    fy_packed out_proj;                 /* [Vt, d], packed */
+    const float *logits_bias;           /* [Vt] */
     const float *enc_pos, *dec_pos;     /* [max_positions, d] */
     float *pos_table;                   /* owned sinusoid table */
     fy_layer *enc, *dec;

@@ -4,11 +4,11 @@
 #include <math.h>
 #include <string.h>
 
-void fy_linear(const float *x, int rows, int in, const float *w, const float *b, int out, float *y) {
+void fy_linear(const float *x, int rows, const fy_packed *w, const float *b, float *y) {
     if (rows <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    fy_gemm(x, rows, w, y, w->n);
     if (b)
-        for (int r = 0; r < rows; r++) fy_add(y + (size_t)r * out, b, (size_t)out);
+        for (int r = 0; r < rows; r++) fy_add(y + (size_t)r * w->n, b, (size_t)w->n);
 }
 
 void fy_layernorm(const float *x, int rows, int d, const float *gamma, const float *beta, float eps, float *y) {

@@ -3,7 +3,7 @@
  * of a Transformer (LayerNorm, activations, softmax).
  *
  * Matrices are row-major f32. Weight matrices are stored [out, in] as in
- * PyTorch, so a linear layer is y = x W^T + b. Each row of a result depends
+ * PyTorch, so a linear layer is y = x W^T + b; they are packed for fy_gemm. Each row of a result depends
  * only on the same row of the input: this is what makes a sentence's
  * translation independent of its batch.
  */
@@ -11,9 +11,10 @@
 #define FANYI_OPS_H
 
 #include "config.h"
+#include "gemm.h"
 
-/* y[rows, out] = x[rows, in] W[out, in]^T (+ b[out] if b). */
-void fy_linear(const float *x, int rows, int in, const float *w, const float *b, int out, float *y);
+/* y[rows, W.n] = x[rows, W.k] W^T (+ b[W.n] if b), deterministic per row (see gemm.h). */
+void fy_linear(const float *x, int rows, const fy_packed *w, const float *b, float *y);
 
 /* y = LayerNorm(x) per row of d (y may equal x). */
 void fy_layernorm(const float *x, int rows, int d, const float *gamma, const float *beta, float eps, float *y);

@@ -848,28 +848,18 @@ static int encode_bpe(const fy_tokenizer *t, const char *s, size_t n, segments *
 /* Normalizes and segments text; segments index into norm. */
 static int segment_text(const fy_tokenizer *t, const char *text, size_t len, fy_text *norm, segments *segs,
                         int *warnings, fanyi_error *err) {
-    fy_text clean = {0};
     const char *src = text;
     size_t n = len;
-    /* Invalid UTF-8 -> U+FFFD per byte, as SentencePiece does; reported. */
+    /* Invalid bytes become U+FFFD inside the normalizer, one per byte and after
+     * the character map has had its chance, as SentencePiece does; here they
+     * are only reported. */
     for (size_t i = 0; i < len;) {
         size_t k = utf8_char_len(text + i, len - i);
-        if (k) {
-            i += k;
-            continue;
+        if (!k) {
+            *warnings |= FY_TOK_INVALID_UTF8;
+            break;
         }
-        *warnings |= FY_TOK_INVALID_UTF8;
-        break;
-    }
-    if (*warnings & FY_TOK_INVALID_UTF8) {
-        for (size_t i = 0; i < len;) {
-            size_t k = utf8_char_len(text + i, len - i);
-            int ok = k ? fy_text_append(&clean, text + i, k) : fy_text_append(&clean, kReplacement, 3);
-            if (!ok) return fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
-            i += k ? k : 1;
-        }
-        src = clean.s;
-        n = clean.n;
+        i += k;
     }
     utf8proc_uint8_t *folded = NULL;
     if (t->nfkc && !t->charsmap_trie && n > 0) {
@@ -884,7 +874,6 @@ static int segment_text(const fy_tokenizer *t, const char *text, size_t len, fy_
     }
     int ok = normalize(t, src, n, norm);
     free(folded);
-    free(clean.s);
     if (!ok) return fy_fail(err, FANYI_ERR_MEMORY, "out of memory normalizing a line");
     if (norm->n == 0) return FANYI_OK;
     ok = t->model_type == M_BPE ? encode_bpe(t, norm->s, norm->n, segs) : encode_unigram(t, norm->s, norm->n, segs);

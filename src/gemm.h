@@ -1,0 +1,41 @@
+/*
+ * gemm.h -- the matrix product of linear layers, with every result element
+ * computed in one fixed order whatever the shape of the call.
+ *
+ * Weights W [N, K] (PyTorch's Linear layout) are packed once at load into
+ * panels of FY_PANEL columns, k-major. fy_gemm() computes
+ * y[m][n] = sum_k x[m][k] * W[n][k] as a chain of fused multiply-adds in
+ * increasing k. So y[m][n] depends only on row m of x and row n of W: not on
+ * M, on m's position in the batch, on the tiling, or on how the work is split
+ * between threads. BLAS libraries promise none of this (OpenBLAS's edge
+ * kernels round differently from its main kernel), and it is what makes
+ * fanyi's output batch-invariant.
+ *
+ * An AVX2+FMA micro-kernel (6 rows x 16 columns) is chosen at run time when
+ * the CPU has it; the portable kernel computes the same chain in C (fmaf), so
+ * both give identical bits.
+ */
+#ifndef FANYI_GEMM_H
+#define FANYI_GEMM_H
+
+#include <stddef.h>
+
+#define FY_PANEL 16
+
+typedef struct fy_packed {
+    float *data; /* ceil(n / FY_PANEL) panels of [k][FY_PANEL] */
+    int n, k;
+} fy_packed;
+
+/* Packs w [n, k]; returns 0 on allocation failure. */
+int fy_pack(const float *w, int n, int k, fy_packed *out);
+void fy_packed_free(fy_packed *p);
+size_t fy_packed_bytes(const fy_packed *p);
+
+/* y[m][0..n) = x[m][0..k) . W^T for m < M; rows of y are ldy floats apart. */
+void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy);
+
+/* The kernel in use: "avx2" or "portable". */
+const char *fy_gemm_kernel(void);
+
+#endif

@@ -1,0 +1,80 @@
+"""Shared helpers of the fanyi tests: paths, running the CLI, random models."""
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+
+import torch
+
+from fanyi_ref import Config, build, save_model_dir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, os.environ.get("FANYI_BIN", "fanyi"))
+BUILD = os.path.join(ROOT, os.environ.get("FANYI_BUILD", "build/release"))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run here; the runner counts it as skipped."""
+
+
+def need_shared(*parts):
+    path = os.path.join(SHARED, *parts)
+    if not os.path.exists(path):
+        raise Skip(f"{path} is absent (the shared data lives in ../shared/data beside the checkout)")
+    return path
+
+
+def tmpdir():
+    d = tempfile.mkdtemp(prefix="fanyi-test-")
+    return d
+
+
+def run(args, stdin=b"", check=None, timeout=300, env=None):
+    """Runs fanyi with args; returns CompletedProcess (bytes). check: expected exit code."""
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    p = subprocess.run([BIN] + list(args), input=stdin, capture_output=True, timeout=timeout, env=full_env)
+    if check is not None and p.returncode != check:
+        raise AssertionError(f"fanyi {' '.join(args)}: exit {p.returncode}, expected {check}\n"
+                             f"stderr: {p.stderr.decode(errors='replace')}")
+    return p
+
+
+def random_model(path, seed=0, weight_std=0.3, dtype="f32", **overrides):
+    """Writes a tiny random model directory; returns (config, f32 state dict as stored)."""
+    torch.manual_seed(seed)
+    args = dict(src_vocab_size=40, tgt_vocab_size=36, d_model=32, n_heads=4, d_ff=48, encoder_layers=2,
+                decoder_layers=2, max_positions=48, pad_id=0, eos_id=2, unk_id=1, decoder_start_id=0,
+                beam_size=4, max_length=20)
+    args.update(overrides)
+    cfg = Config(**args)
+    model = build(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, weight_std)
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    save_model_dir(path, cfg, model.state_dict(), dtype)
+    return cfg
+
+
+def read_logprob_dump(path):
+    """Reads the dump_logprobs output: a list of [rows, vocab] tensors."""
+    data = open(path, "rb").read()
+    out, off = [], 0
+    while off < len(data):
+        rows, vocab = struct.unpack("<ii", data[off:off + 8])
+        off += 8
+        n = rows * vocab
+        out.append(torch.frombuffer(bytearray(data[off:off + 4 * n]), dtype=torch.float32).reshape(rows, vocab))
+        off += 4 * n
+    return out
+
+
+def ids_line(ids):
+    return " ".join(str(i) for i in ids)

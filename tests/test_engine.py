@@ -1,0 +1,159 @@
+"""The C engine against the PyTorch reference, on tiny random models of every variant."""
+
+import os
+import random
+
+import torch
+
+from fanyi_ref import build, load_model_dir
+from fanyi_ref.search import Options, teacher_forced_logprobs, translate
+from helpers import BUILD, ids_line, random_model, read_logprob_dump, run, tmpdir
+
+# Every architectural switch of config.json, each at least once off and on.
+VARIANTS = {
+    "paper": dict(norm="post", activation="relu", positions="sinusoidal-interleaved", scale_embeddings=True),
+    "marian": dict(norm="post", activation="swish", positions="sinusoidal-halves", shared_embeddings=True,
+                   src_vocab_size=36, tied_output=True, logits_bias=True, forbidden_ids=[1]),
+    "prenorm_gelu_learned": dict(norm="pre", activation="gelu", positions="learned", encoder_final_norm=True,
+                                 decoder_final_norm=True, scale_embeddings=False),
+    "untied": dict(tied_output=False, logits_bias=True, norm="pre", encoder_final_norm=True),
+    "separate_start": dict(decoder_start_id=3, source_eos=False, layernorm_eps=1e-6, n_heads=2,
+                           encoder_layers=1, decoder_layers=3),
+}
+
+SOURCES = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14, 15, 16], [17], [3, 3, 3, 3], [20, 21, 22, 23, 24, 25]]
+
+
+def _check_logprobs(model_dir, tol=1e-4):
+    cfg, state = load_model_dir(model_dir)
+    model = build(cfg, state)
+    rng = random.Random(1)
+    pairs = [(s, [rng.randrange(3, cfg.tgt_vocab_size) for _ in range(rng.randrange(0, 7))]) for s in SOURCES]
+    pairs_file = os.path.join(model_dir, "pairs.txt")
+    with open(pairs_file, "w") as f:
+        for s, t in pairs:
+            f.write(f"{ids_line(s)}\t{ids_line(t)}\n")
+    out = os.path.join(model_dir, "logprobs.bin")
+    import subprocess
+    subprocess.run([os.path.join(BUILD, "dump_logprobs"), model_dir, pairs_file, out], check=True)
+    got = read_logprob_dump(out)
+    assert len(got) == len(pairs)
+    for (s, t), c in zip(pairs, got):
+        ref = teacher_forced_logprobs(model, s, t)
+        diff = (c - ref).abs().max().item()
+        assert diff <= tol, f"{model_dir}: source {s}: log-prob difference {diff} > {tol}"
+    return model
+
+
+def _cli_nbest(model_dir, sources, beam, nbest, extra=()):
+    stdin = "".join(ids_line(s) + "\n" for s in sources)
+    p = run(["-m", model_dir, "--input", "ids", "--output", "ids", "--beam", str(beam), "--nbest", str(nbest),
+             "--format", "jsonl"] + list(extra), stdin, check=0)
+    import json
+    return [json.loads(line) for line in p.stdout.decode().splitlines()]
+
+
+def _check_search(model, model_dir, beam, nbest, max_length=20):
+    ref = translate(model, SOURCES, Options(beam_size=beam, nbest=nbest, max_length=max_length))
+    got = _cli_nbest(model_dir, SOURCES, beam, nbest, ["--max-length", str(max_length)])
+    assert len(got) == len(SOURCES)
+    for i, (r, g) in enumerate(zip(ref, got)):
+        assert len(g["nbest"]) == len(r), f"sentence {i}: {len(g['nbest'])} hypotheses, reference {len(r)}"
+        for h_ref, h in zip(r, g["nbest"]):
+            assert h["translation"] == h_ref.tokens, f"sentence {i} beam {beam}: {h['translation']} != {h_ref.tokens}"
+            assert abs(h["score"] - h_ref.score) < 1e-4, f"sentence {i}: score {h['score']} != {h_ref.score}"
+
+
+def test_variants_logprobs_and_search():
+    for name, overrides in VARIANTS.items():
+        d = os.path.join(tmpdir(), name)
+        random_model(d, seed=len(name), **overrides)
+        model = _check_logprobs(d)
+        _check_search(model, d, beam=1, nbest=1)
+        _check_search(model, d, beam=4, nbest=3)
+
+
+def test_f16_and_int8_storage():
+    """f16 and int8 files load, and the engine computes exactly what the reference computes on them."""
+    for dtype in ("f16", "int8"):
+        d = os.path.join(tmpdir(), dtype)
+        random_model(d, seed=7, dtype=dtype, norm="pre", encoder_final_norm=True, decoder_final_norm=True)
+        model = _check_logprobs(d)
+        _check_search(model, d, beam=3, nbest=2)
+
+
+def test_batch_invariance():
+    """A sentence's translation is byte-identical alone, in any batch, in any order, with any threads."""
+    d = os.path.join(tmpdir(), "inv")
+    random_model(d, seed=3, weight_std=0.25)
+    rng = random.Random(5)
+    sources = [[rng.randrange(3, 40) for _ in range(rng.randrange(1, 30))] for _ in range(40)]
+    stdin = "".join(ids_line(s) + "\n" for s in sources)
+    base = ["-m", d, "--input", "ids", "--output", "ids", "--beam", "4", "--scores"]
+    together = run(base + ["--batch-size", "40"], stdin, check=0).stdout.decode().splitlines()
+    alone = [run(base, ids_line(s) + "\n", check=0).stdout.decode().strip("\n") for s in sources[:8]]
+    assert together[:8] == alone
+    for batch_size, threads in ((3, 1), (7, 2), (16, 1)):
+        lines = run(base + ["--batch-size", str(batch_size), "--threads", str(threads)], stdin,
+                    check=0).stdout.decode().splitlines()
+        assert lines == together, f"batch size {batch_size}, threads {threads} changed the output"
+    order = list(range(len(sources)))
+    rng.shuffle(order)
+    shuffled = run(base + ["--batch-size", "40"], "".join(ids_line(sources[i]) + "\n" for i in order),
+                   check=0).stdout.decode().splitlines()
+    assert [shuffled[order.index(i)] for i in range(len(sources))] == together
+
+
+def test_forbidden_ids_never_produced():
+    d = os.path.join(tmpdir(), "forbid")
+    # Make token 7 overwhelmingly likely, then forbid it.
+    cfg = random_model(d, seed=11, logits_bias=True, forbidden_ids=[7])
+    from fanyi_ref.modeldir import read_safetensors, write_safetensors
+    path = os.path.join(d, cfg.weights)
+    tensors = read_safetensors(path)
+    tensors["logits_bias"] = tensors["logits_bias"].clone()
+    tensors["logits_bias"][7] = 50.0
+    write_safetensors(path, tensors)
+    for beam in ("1", "4"):
+        p = run(["-m", d, "--input", "ids", "--output", "ids", "--beam", beam, "--nbest", beam],
+                "5 6 7\n9 9\n", check=0)
+        for line in p.stdout.decode().splitlines():
+            toks = line.split("|||")[1].split() if "|||" in line else line.split()
+            assert "7" not in toks and "0" not in toks, f"forbidden id produced: {line}"
+
+
+def test_max_length_and_ratio():
+    d = os.path.join(tmpdir(), "len")
+    random_model(d, seed=2)
+    p = run(["-m", d, "--input", "ids", "--output", "ids", "--beam", "2", "--max-length", "3"], "5 6 7\n", check=0)
+    assert len(p.stdout.split()) <= 3
+    p = run(["-m", d, "--input", "ids", "--output", "ids", "--beam", "2", "--max-length-ratio", "0.5"],
+            "5 6 7 8 9 10 11\n", check=0)  # 7 tokens + EOS -> at most 4
+    assert len(p.stdout.split()) <= 4
+    cfg, state = load_model_dir(d)
+    ref = translate(build(cfg, state), [[5, 6, 7, 8, 9, 10, 11]], Options(beam_size=2, max_length_ratio=0.5))
+    assert p.stdout.decode().split() == [str(t) for t in ref[0][0].tokens]
+
+
+def test_empty_lines_stay_empty():
+    d = os.path.join(tmpdir(), "empty")
+    random_model(d, seed=4)
+    p = run(["-m", d, "--input", "ids", "--output", "ids"], "5 6\n\n\n7\n", check=0)
+    lines = p.stdout.decode().split("\n")
+    assert len(lines) == 5 and lines[1] == "" and lines[2] == "" and lines[0] and lines[3], lines
+
+
+def test_source_ids_outside_vocabulary_are_an_input_error():
+    d = os.path.join(tmpdir(), "oov")
+    random_model(d, seed=4)
+    p = run(["-m", d, "--input", "ids"], "5 6\n999\n", check=3)
+    assert b"999" in p.stderr and b"vocabulary" in p.stderr
+    p = run(["-m", d, "--input", "ids"], "5 x6\n", check=3)
+    assert b"line 1" in p.stderr or b":1:" in p.stderr
+
+
+def test_long_source_is_truncated_with_a_warning():
+    d = os.path.join(tmpdir(), "long")
+    random_model(d, seed=4, max_positions=16)
+    p = run(["-m", d, "--input", "ids", "--output", "ids"], " ".join(["5"] * 40) + "\n", check=0)
+    assert b"warning" in p.stderr and p.stdout.count(b"\n") == 1
