@@ -142,6 +142,13 @@ int fy_config_parse(fy_config *cfg, const char *json, size_t len, const char *pa
         return fy_fail(err, FANYI_ERR_MODEL, "%s: not a JSON object", path);
     }
     reader r = {root, path, err};
+    for (const cJSON *a = root->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (!strcmp(a->string, b->string)) {
+                int code = fy_fail(err, FANYI_ERR_MODEL, "%s: key '%s' appears twice", path, a->string);
+                cJSON_Delete(root);
+                return code;
+            }
     static const char *const acts[] = {"relu", "gelu", "swish"};
     static const char *const poss[] = {"sinusoidal-interleaved", "sinusoidal-halves", "learned"};
     static const char *const norms[] = {"post", "pre"};

@@ -78,3 +78,16 @@ def read_logprob_dump(path):
 
 def ids_line(ids):
     return " ".join(str(i) for i in ids)
+
+
+def text_model(path, seed=0, **overrides):
+    """A random model with the committed fixture tokenizer, so text goes in and out."""
+    spm_model = os.path.join(ROOT, "tests", "fixtures", "unigram.model")
+    args = dict(src_vocab_size=300, tgt_vocab_size=300, shared_embeddings=True, source_spm="spm.model",
+                target_spm="spm.model", pad_id=0, eos_id=2, unk_id=0, decoder_start_id=0)
+    # The fixture's special pieces: <unk>=0, <s>=1, </s>=2.
+    args["pad_id"], args["unk_id"], args["decoder_start_id"] = 1, 0, 1
+    args.update(overrides)
+    cfg = random_model(path, seed=seed, **args)
+    shutil.copy(spm_model, os.path.join(path, "spm.model"))
+    return cfg

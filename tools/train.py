@@ -58,7 +58,7 @@ def train_spm(prefix, lines, vocab_size, model_type, character_coverage):
     spm.SentencePieceTrainer.train(
         input=text, model_prefix=prefix, vocab_size=vocab_size, model_type=model_type,
         character_coverage=character_coverage, pad_id=0, unk_id=1, eos_id=2, bos_id=-1,
-        input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=2)
+        input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=2, hard_vocab_limit=False)
     os.remove(text)
 
 

@@ -1,0 +1,210 @@
+/*
+ * unit_tests.c -- C-level tests of the parsers, kernels and I/O helpers.
+ * Prints "ok NAME" / "FAIL NAME: why" per test and exits non-zero on failure;
+ * tests/test_unit.py runs it as part of `make test`.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "gemm.h"
+#include "lineio.h"
+#include "tokenizer.h"
+#include "weights.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                                               \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            printf("FAIL %s:%d: ", __func__, __LINE__);                                                                \
+            printf(__VA_ARGS__);                                                                                       \
+            printf("\n");                                                                                              \
+            failures++;                                                                                                \
+            return;                                                                                                    \
+        }                                                                                                              \
+    } while (0)
+
+static const char *MINIMAL =
+    "{\"format\":\"fanyi\",\"format_version\":1,\"src_vocab_size\":10,\"tgt_vocab_size\":12,\"d_model\":8,"
+    "\"n_heads\":2,\"d_ff\":16,\"encoder_layers\":1,\"decoder_layers\":1,\"max_positions\":16,\"pad_id\":0,"
+    "\"eos_id\":2%s}";
+
+static int parse_with(const char *extra, fy_config *c, fanyi_error *err) {
+    char json[1024];
+    snprintf(json, sizeof json, MINIMAL, extra);
+    return fy_config_parse(c, json, strlen(json), "config.json", err);
+}
+
+static void test_config_defaults(void) {
+    fy_config c;
+    fanyi_error err = {0};
+    CHECK(parse_with("", &c, &err) == FANYI_OK, "%s", err.message);
+    CHECK(c.activation == FY_ACT_RELU && !c.pre_norm && c.scale_embeddings && c.tied_output, "defaults");
+    CHECK(c.beam_size == 5 && c.source_eos && c.decoder_start_id == 0 && !strcmp(c.weights, "model.safetensors"),
+          "defaults");
+    fy_config_free(&c);
+    printf("ok %s\n", __func__);
+}
+
+static void test_config_errors(void) {
+    struct { const char *extra, *needle; } cases[] = {
+        {",\"activation\":\"tanh\"", "'activation'"},   {",\"d_model\":7", "'d_model' appears twice"},
+        {",\"layernorm_eps\":\"x\"", "'layernorm_eps'"}, {",\"forbidden_ids\":[99]", "forbidden_ids"},
+        {",\"source_spm\":\"/etc/passwd\"", "inside the model"}, {",\"scale_embeddings\":1", "true or false"},
+        {",\"positions\":\"rotary\"", "'positions'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fy_config c;
+        fanyi_error err = {0};
+        CHECK(parse_with(cases[i].extra, &c, &err) == FANYI_ERR_MODEL, "accepted %s", cases[i].extra);
+        CHECK(strstr(err.message, cases[i].needle) && strstr(err.message, "config.json"), "message '%s' for %s",
+              err.message, cases[i].extra);
+    }
+    fy_config c;
+    fanyi_error err = {0};
+    CHECK(fy_config_parse(&c, "[1,2]", 5, "x.json", &err) == FANYI_ERR_MODEL, "array accepted");
+    CHECK(fy_config_parse(&c, "{\"format\":\"fanyi\"", 17, "x.json", &err) == FANYI_ERR_MODEL, "truncated accepted");
+    printf("ok %s\n", __func__);
+}
+
+/* Builds a safetensors image in memory. */
+static size_t st_image(unsigned char *buf, const char *header, const void *data, size_t data_len) {
+    size_t n = strlen(header);
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(buf + 8, header, n);
+    memcpy(buf + 8 + n, data, data_len);
+    return 8 + n + data_len;
+}
+
+static void test_weights_parse_and_convert(void) {
+    unsigned char buf[4096];
+    /* f16: 1.0, -2.0, 0.5, 65504 ; f32 2x1 ; i8 2x2 with scales */
+    unsigned char data[64] = {0};
+    uint16_t h[4] = {0x3C00, 0xC000, 0x3800, 0x7BFF};
+    memcpy(data, h, 8);
+    float f[2] = {3.5f, -1.25f};
+    memcpy(data + 8, f, 8);
+    int8_t q[4] = {127, -127, 1, 0};
+    memcpy(data + 16, q, 4);
+    float s[2] = {0.5f, 2.0f};
+    memcpy(data + 20, s, 8);
+    const char *header = "{\"h\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]},"
+                         "\"f\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[8,16]},"
+                         "\"q\":{\"dtype\":\"I8\",\"shape\":[2,2],\"data_offsets\":[16,20]},"
+                         "\"q.scale\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[20,28]},"
+                         "\"__metadata__\":{\"format\":\"fanyi\"}}";
+    size_t n = st_image(buf, header, data, 28);
+    fy_weights *w;
+    fanyi_error err = {0};
+    CHECK(fy_weights_from_memory(&w, buf, n, "m.safetensors", &err) == FANYI_OK, "%s", err.message);
+    const float *p;
+    int64_t s4[1] = {4}, s21[2] = {2, 1}, s22[2] = {2, 2};
+    CHECK(fy_weights_f32(w, "h", 1, s4, &p, &err) == FANYI_OK, "%s", err.message);
+    CHECK(p[0] == 1.0f && p[1] == -2.0f && p[2] == 0.5f && p[3] == 65504.0f, "f16 values %g %g %g %g", p[0], p[1],
+          p[2], p[3]);
+    CHECK(fy_weights_f32(w, "f", 2, s21, &p, &err) == FANYI_OK && p[0] == 3.5f && p[1] == -1.25f, "f32");
+    CHECK(fy_weights_f32(w, "q", 2, s22, &p, &err) == FANYI_OK, "%s", err.message);
+    CHECK(p[0] == 63.5f && p[1] == -63.5f && p[2] == 2.0f && p[3] == 0.0f, "i8 values");
+    CHECK(fy_weights_f32(w, "f", 1, s4, &p, &err) == FANYI_ERR_MODEL && strstr(err.message, "shape [2, 1]"),
+          "shape check: %s", err.message);
+    CHECK(fy_weights_unused(w) == NULL, "all used");
+    fy_weights_close(w);
+    printf("ok %s\n", __func__);
+}
+
+static void test_weights_rejects(void) {
+    unsigned char buf[4096], data[16] = {0};
+    const char *bad[] = {
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,16]}}",                      /* size */
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,17]}}",                      /* bounds */
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",                       /* overlap */
+        "{\"a\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}",                        /* dtype */
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,8]}}",                      /* shape */
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8]}}",                         /* offsets */
+        "{\"a\":[1,2]}",                                                                          /* entry */
+        "not json at all",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t n = st_image(buf, bad[i], data, 16);
+        fy_weights *w = NULL;
+        fanyi_error err = {0};
+        CHECK(fy_weights_from_memory(&w, buf, n, "x.safetensors", &err) == FANYI_ERR_MODEL, "accepted case %zu", i);
+        CHECK(strstr(err.message, "x.safetensors") != NULL, "message %s", err.message);
+    }
+    fy_weights *w;
+    fanyi_error err = {0};
+    CHECK(fy_weights_from_memory(&w, buf, 5, "x", &err) == FANYI_ERR_MODEL, "5 bytes accepted");
+    printf("ok %s\n", __func__);
+}
+
+static void test_gemm_invariance_and_kernels(void) {
+    enum { M = 23, N = 37, K = 29 };
+    float x[M * K], w[N * K], y[M * N], y1[N], ref[M * N];
+    srand(7);
+    for (int i = 0; i < M * K; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int i = 0; i < N * K; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
+    fy_packed p;
+    CHECK(fy_pack(w, N, K, &p), "pack");
+    fy_gemm(x, M, &p, y, N);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float acc = 0;
+            for (int k = 0; k < K; k++) acc = fmaf(x[m * K + k], w[n * K + k], acc);
+            ref[m * N + n] = acc;
+        }
+    CHECK(!memcmp(y, ref, sizeof y), "kernel %s differs from the fma chain", fy_gemm_kernel());
+    for (int m = 0; m < M; m++) {
+        fy_gemm(x + m * K, 1, &p, y1, N);
+        CHECK(!memcmp(y1, y + m * N, sizeof y1), "row %d alone differs", m);
+    }
+    fy_packed_free(&p);
+    printf("ok %s (%s)\n", __func__, fy_gemm_kernel());
+}
+
+static void test_line_reader(void) {
+    int fds[2];
+    CHECK(pipe(fds) == 0, "pipe");
+    const char input[] = "one\r\n\ntwo\0x\nlast";
+    CHECK(write(fds[1], input, sizeof input - 1) == (ssize_t)(sizeof input - 1), "write");
+    close(fds[1]);
+    fy_reader r;
+    CHECK(fy_reader_open(&r, fds[0]), "open");
+    const char *line;
+    size_t len;
+    CHECK(fy_reader_line(&r, &line, &len) == 1 && len == 3 && !memcmp(line, "one", 3), "crlf line");
+    CHECK(fy_reader_line(&r, &line, &len) == 1 && len == 0, "empty line");
+    CHECK(fy_reader_line(&r, &line, &len) == 1 && len == 5 && !memcmp(line, "two\0x", 5), "nul line");
+    CHECK(fy_reader_ready(&r), "ready at end");
+    CHECK(fy_reader_line(&r, &line, &len) == 1 && len == 4 && !memcmp(line, "last", 4), "last line");
+    CHECK(fy_reader_line(&r, &line, &len) == 0, "eof");
+    fy_reader_close(&r);
+    close(fds[0]);
+    printf("ok %s\n", __func__);
+}
+
+static void test_tokenizer_rejects_garbage(void) {
+    const unsigned char junk[][8] = {{0}, {0x0a, 0x80}, {0x0a, 0x02, 0x0a, 0x00}, {0xff, 0xff, 0xff, 0xff}};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        fy_tokenizer *t = NULL;
+        fanyi_error err = {0};
+        CHECK(fy_spm_load_memory(&t, junk[i], sizeof junk[i], "junk.model", &err) == FANYI_ERR_MODEL, "case %zu", i);
+        CHECK(strstr(err.message, "junk.model") != NULL, "message %s", err.message);
+    }
+    printf("ok %s\n", __func__);
+}
+
+int main(void) {
+    test_config_defaults();
+    test_config_errors();
+    test_weights_parse_and_convert();
+    test_weights_rejects();
+    test_gemm_invariance_and_kernels();
+    test_line_reader();
+    test_tokenizer_rejects_garbage();
+    return failures ? 1 : 0;
+}
