@@ -94,6 +94,8 @@ class Config:
 
 _DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2), "I8": (torch.int8, 1)}
 _TORCH_TO_NAME = {v[0]: k for k, v in _DTYPES.items()}
+# Read, never written: checkpoints converted from elsewhere may hold these.
+_READ_ONLY_DTYPES = {"BF16": (torch.bfloat16, 2), "F64": (torch.float64, 8)}
 
 
 def write_safetensors(path: str, tensors: Dict[str, torch.Tensor], metadata: Optional[dict] = None):
@@ -132,7 +134,7 @@ def read_safetensors(path: str) -> Dict[str, torch.Tensor]:
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        dtype, _ = _DTYPES[info["dtype"]]
+        dtype, _ = {**_DTYPES, **_READ_ONLY_DTYPES}[info["dtype"]]
         begin, end = info["data_offsets"]
         buf = bytearray(data[base + begin: base + end])
         t = torch.frombuffer(buf, dtype=dtype) if end > begin else torch.empty(0, dtype=dtype)
