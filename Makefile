@@ -34,8 +34,8 @@ ALL_CFLAGS = $(BASE_CFLAGS) $(OPT_CFLAGS) $(SAN) $(PKG_CFLAGS) -DFANYI_DATADIR='
 ALL_LDFLAGS = $(SAN) $(LDFLAGS)
 LIBS = $(PKG_LIBS) -lm -lpthread
 
-LIB_SRC = src/common.c src/config.c src/weights.c src/gemm.c src/ops.c src/model.c src/search.c \
-          src/tokenizer.c src/translator.c src/lineio.c
+LIB_SRC = src/common.c src/config.c src/weights.c src/pool.c src/gemm.c src/ops.c src/model.c src/search.c \
+          src/tokenizer.c src/sentences.c src/translator.c src/lineio.c
 LIB_OBJ = $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 
 all: $(BIN)

@@ -49,6 +49,7 @@ typedef struct fanyi_options {
     float max_length_ratio; /* limit = ceil(ratio * source tokens); < 0 = model default, 0 = none */
     float length_penalty;   /* score = logprob / length^penalty; < 0 = model default */
     int threads;            /* BLAS threads; 0 = leave as is */
+    int split_sentences;    /* text: translate each sentence of a line separately, then rejoin */
 } fanyi_options;
 
 typedef struct fanyi_hypothesis {
@@ -67,7 +68,9 @@ typedef struct fanyi_result {
 
 enum fanyi_warning {
     FANYI_WARN_INVALID_UTF8 = 1, /* invalid bytes were replaced by U+FFFD */
-    FANYI_WARN_TRUNCATED = 2     /* the source was longer than the model allows */
+    FANYI_WARN_TRUNCATED = 2,    /* ids: the source was longer than the model allows and was cut */
+    FANYI_WARN_SPLIT = 4         /* text: the line was too long for the model, so it was translated in
+                                    pieces (at sentence boundaries where possible) and rejoined */
 };
 
 void fanyi_options_default(fanyi_options *opts);
@@ -85,7 +88,10 @@ int fanyi_has_tokenizer(const fanyi_model *model);
 int fanyi_translate_ids(const fanyi_model *model, const int *const *src, const int *src_len, int n,
                         const fanyi_options *opts, fanyi_result **results, fanyi_error *err);
 
-/* Translates n lines of UTF-8 text (without newline). */
+/* Translates n lines of UTF-8 text (without newline). A line longer than the
+ * model allows is cut at sentence boundaries (else at the token limit), its
+ * pieces translated and rejoined with spaces: one result per line, with the
+ * best hypothesis only, its score the sum of the pieces' scores. */
 int fanyi_translate_text(const fanyi_model *model, const char *const *lines, const size_t *line_len,
                          int n, const fanyi_options *opts, fanyi_result **results, fanyi_error *err);
 

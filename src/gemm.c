@@ -114,12 +114,12 @@ static tile_fn pick_tile(void) {
     return tile_portable;
 }
 
-void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy) {
-    tile_fn tile = pick_tile();
-    int K = w->k, panels = (w->n + FY_PANEL - 1) / FY_PANEL;
+/* Panels [p0, p1) for all M rows. */
+static void gemm_panels(tile_fn tile, const float *x, int M, const fy_packed *w, float *y, int ldy, int p0, int p1) {
+    int K = w->k;
     for (int m0 = 0; m0 < M; m0 += M_BLOCK) {
         int m1 = m0 + M_BLOCK < M ? m0 + M_BLOCK : M;
-        for (int p = 0; p < panels; p++) {
+        for (int p = p0; p < p1; p++) {
             const float *panel = w->data + (size_t)p * K * FY_PANEL;
             int cols = w->n - p * FY_PANEL < FY_PANEL ? w->n - p * FY_PANEL : FY_PANEL;
             for (int m = m0; m < m1; m += MR) {
@@ -128,6 +128,35 @@ void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy) {
             }
         }
     }
+}
+
+typedef struct {
+    tile_fn tile;
+    const float *x;
+    int M, ldy, panels, per_task;
+    const fy_packed *w;
+    float *y;
+} gemm_job;
+
+static void gemm_task(void *ctx, int task) {
+    const gemm_job *j = ctx;
+    int p0 = task * j->per_task, p1 = p0 + j->per_task < j->panels ? p0 + j->per_task : j->panels;
+    gemm_panels(j->tile, j->x, j->M, j->w, j->y, j->ldy, p0, p1);
+}
+
+/* Below this many multiply-adds, waking threads costs more than it saves. */
+enum { PARALLEL_MIN_WORK = 1 << 20 };
+
+void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy, fy_pool *pool) {
+    int panels = (w->n + FY_PANEL - 1) / FY_PANEL, threads = fy_pool_threads(pool);
+    tile_fn tile = pick_tile();
+    if (threads <= 1 || (double)M * w->n * w->k < PARALLEL_MIN_WORK || panels < 2) {
+        gemm_panels(tile, x, M, w, y, ldy, 0, panels);
+        return;
+    }
+    int tasks = threads * 4 < panels ? threads * 4 : panels;
+    gemm_job job = {tile, x, M, ldy, panels, (panels + tasks - 1) / tasks, w, y};
+    fy_pool_run(pool, gemm_task, &job, (panels + job.per_task - 1) / job.per_task);
 }
 
 const char *fy_gemm_kernel(void) { return pick_tile() == tile_portable ? "portable" : "avx2"; }

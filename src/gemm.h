@@ -20,6 +20,8 @@
 
 #include <stddef.h>
 
+#include "pool.h"
+
 #define FY_PANEL 16
 
 typedef struct fy_packed {
@@ -32,8 +34,9 @@ int fy_pack(const float *w, int n, int k, fy_packed *out);
 void fy_packed_free(fy_packed *p);
 size_t fy_packed_bytes(const fy_packed *p);
 
-/* y[m][0..n) = x[m][0..k) . W^T for m < M; rows of y are ldy floats apart. */
-void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy);
+/* y[m][0..n) = x[m][0..k) . W^T for m < M; rows of y are ldy floats apart.
+ * With a pool, the weight panels are shared out between its threads. */
+void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy, fy_pool *pool);
 
 /* The kernel in use: "avx2" or "portable". */
 const char *fy_gemm_kernel(void);

@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "fanyi.h"
 #include "lineio.h"
@@ -31,7 +34,7 @@ typedef struct {
     const char *output_file;
     enum io_kind input, output;
     enum out_format format;
-    int scores, batch_size;
+    int scores, batch_size, progress, list_models;
     fanyi_options opts;
     char **files;
     int n_files;
@@ -80,6 +83,10 @@ static void usage(void) {
            "      --output text|ids     write text (default) or token ids\n"
            "      --format text|tsv|jsonl  output layout (tsv: source<TAB>translation)\n"
            "      --scores              prefix each translation with its score\n"
+           "      --split-sentences     translate each sentence of a line separately, then rejoin\n"
+           "      --progress            show progress on standard error (default: when translating\n"
+           "                            files with standard error on a terminal)\n"
+           "      --list-models         list the installed models and exit\n"
            "  -o, --output-file FILE    write to FILE instead of standard output\n"
            "  -h, --help                show this help\n"
            "  -V, --version             show the version\n\n"
@@ -121,7 +128,8 @@ static enum io_kind parse_io(const char *s, const char *what) {
 }
 
 static void parse_args(int argc, char **argv, cli_options *o) {
-    enum { OPT_MAXLEN = 256, OPT_RATIO, OPT_LP, OPT_BATCH, OPT_INPUT, OPT_OUTPUT, OPT_FORMAT, OPT_SCORES };
+    enum { OPT_MAXLEN = 256, OPT_RATIO, OPT_LP, OPT_BATCH, OPT_INPUT, OPT_OUTPUT, OPT_FORMAT, OPT_SCORES,
+           OPT_SPLIT, OPT_PROGRESS, OPT_LIST };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},       {"beam", required_argument, 0, 'b'},
         {"nbest", required_argument, 0, 'n'},       {"max-length", required_argument, 0, OPT_MAXLEN},
@@ -129,6 +137,8 @@ static void parse_args(int argc, char **argv, cli_options *o) {
         {"threads", required_argument, 0, 't'},     {"batch-size", required_argument, 0, OPT_BATCH},
         {"input", required_argument, 0, OPT_INPUT}, {"output", required_argument, 0, OPT_OUTPUT},
         {"format", required_argument, 0, OPT_FORMAT}, {"scores", no_argument, 0, OPT_SCORES},
+        {"split-sentences", no_argument, 0, OPT_SPLIT}, {"progress", no_argument, 0, OPT_PROGRESS},
+        {"list-models", no_argument, 0, OPT_LIST},
         {"output-file", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},           {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
@@ -155,6 +165,9 @@ static void parse_args(int argc, char **argv, cli_options *o) {
             else die_usage("--format must be text, tsv or jsonl");
             break;
         case OPT_SCORES: o->scores = 1; break;
+        case OPT_SPLIT: o->opts.split_sentences = 1; break;
+        case OPT_PROGRESS: o->progress = 1; break;
+        case OPT_LIST: o->list_models = 1; break;
         case 'h': usage(); exit(0);
         case 'V': printf("fanyi %s\n", FANYI_VERSION); exit(0);
         default: fprintf(stderr, "Try '%s --help'.\n", prog); exit(EXIT_USAGE);
@@ -170,27 +183,71 @@ static void parse_args(int argc, char **argv, cli_options *o) {
 
 static int is_dir_with_config(const char *dir) {
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    return access(path, R_OK) == 0;
+    int n = snprintf(path, sizeof path, "%s/config.json", dir);
+    return n > 0 && (size_t)n < sizeof path && access(path, R_OK) == 0;
 }
 
-/* A NAME (no '/') is looked up next to the binary (models/NAME, for a build
- * tree), then in the installed models directory. */
+/* Where named models live, in order: next to the binary (models/, a build
+ * tree), the installation the binary belongs to (../share/fanyi/models, so
+ * an installed tree can be moved), then the configured data directory. */
+static int model_dirs(char dirs[][PATH_MAX], int cap) {
+    int n = 0;
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        if (n < cap && snprintf(dirs[n], PATH_MAX, "%s/models", exe) < PATH_MAX) n++;
+        if (n < cap && snprintf(dirs[n], PATH_MAX, "%s/../share/fanyi/models", exe) < PATH_MAX) n++;
+    }
+    if (n < cap && snprintf(dirs[n], PATH_MAX, "%s/models", FANYI_DATADIR) < PATH_MAX) n++;
+    return n;
+}
+
+/* -m NAME|DIR, else $FANYI_MODEL, else the default model; a NAME (no '/') is
+ * looked up in the model directories unless it is a directory here. */
 static const char *resolve_model(const char *name, char *buf, size_t cap) {
     if (!name) name = getenv("FANYI_MODEL");
     if (!name || !*name) name = DEFAULT_MODEL;
     if (strchr(name, '/') || is_dir_with_config(name)) return name;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = '\0';
-        int len = snprintf(buf, cap, "%s/models/%s", exe, name);
+    char dirs[4][PATH_MAX];
+    int n = model_dirs(dirs, 4);
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(buf, cap, "%s/%s", dirs[i], name);
         if (len > 0 && (size_t)len < cap && is_dir_with_config(buf)) return buf;
     }
-    snprintf(buf, cap, "%s/models/%s", FANYI_DATADIR, name);
+    snprintf(buf, cap, "%s/%s", n ? dirs[n - 1] : ".", name);
     return buf;
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int list_models(void) {
+    char dirs[4][PATH_MAX], path[2 * PATH_MAX];
+    int n = model_dirs(dirs, 4), shown = 0;
+    for (int i = 0; i < n; i++) {
+        DIR *d = opendir(dirs[i]);
+        if (!d) continue;
+        char *names[256];
+        int count = 0;
+        for (struct dirent *e; (e = readdir(d)) && count < 256;) {
+            snprintf(path, sizeof path, "%s/%s", dirs[i], e->d_name);
+            if (e->d_name[0] != '.' && is_dir_with_config(path)) names[count++] = strdup(e->d_name);
+        }
+        closedir(d);
+        qsort(names, (size_t)count, sizeof *names, by_name);
+        for (int k = 0; k < count; k++) {
+            char real[PATH_MAX];
+            snprintf(path, sizeof path, "%s/%s", dirs[i], names[k]);
+            printf("%-12s %s%s\n", names[k], realpath(path, real) ? real : path,
+                   strcmp(names[k], DEFAULT_MODEL) ? "" : "  (default)");
+            free(names[k]);
+            shown++;
+        }
+    }
+    if (!shown) fprintf(stderr, "%s: no installed models found\n", prog);
+    return 0;
 }
 
 /* ---- output ---------------------------------------------------------------- */
@@ -261,6 +318,38 @@ static void write_result(FILE *out, const cli_options *o, long index, const char
     }
     if (best) write_hyp(out, o, best);
     fputc('\n', out);
+}
+
+/* ---- progress ---------------------------------------------------------------- */
+
+typedef struct {
+    int enabled;
+    double start, last;
+    long lines;
+    double bytes_done, bytes_total; /* total 0: unknown */
+} progress;
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* Redraws the status line on stderr at most 10 times a second (and at the end). */
+static void progress_show(progress *p, int final) {
+    if (!p->enabled) return;
+    double t = now_seconds();
+    if (!final && t - p->last < 0.1) return;
+    p->last = t;
+    double rate = p->lines / (t - p->start > 1e-3 ? t - p->start : 1e-3);
+    fprintf(stderr, "\r%ld lines, %.1f lines/s", p->lines, rate);
+    if (p->bytes_total > 0) {
+        double frac = p->bytes_done / p->bytes_total;
+        double eta = frac > 0 ? (t - p->start) * (1 - frac) / frac : 0;
+        fprintf(stderr, ", %3.0f%%, ETA %02d:%02d", 100 * frac, (int)eta / 60, (int)eta % 60);
+    }
+    fputs(final ? "\n" : "  ", stderr);
+    fflush(stderr);
 }
 
 /* ---- input ---------------------------------------------------------------- */
@@ -352,6 +441,9 @@ static int translate_batch(const fanyi_model *model, const cli_options *o, batch
         if (results[i].warnings & FANYI_WARN_INVALID_UTF8)
             fprintf(stderr, "%s: warning: %s:%ld: invalid UTF-8 replaced by U+FFFD\n", prog, input_name,
                     b->line_numbers[i]);
+        if (results[i].warnings & FANYI_WARN_SPLIT)
+            fprintf(stderr, "%s: warning: %s:%ld: line longer than the model allows; translated in pieces\n", prog,
+                    input_name, b->line_numbers[i]);
         if (results[i].warnings & FANYI_WARN_TRUNCATED)
             fprintf(stderr, "%s: warning: %s:%ld: line longer than the model allows; truncated\n", prog, input_name,
                     b->line_numbers[i]);
@@ -368,7 +460,7 @@ static int check_output(FILE *out, const char *name) {
 }
 
 static int translate_stream(const fanyi_model *model, const cli_options *o, int fd, const char *name, FILE *out,
-                            const char *out_name, long *index) {
+                            const char *out_name, long *index, progress *prog_state) {
     fy_reader r;
     batch b = {0};
     if (!fy_reader_open(&r, fd)) {
@@ -385,11 +477,14 @@ static int translate_stream(const fanyi_model *model, const cli_options *o, int 
             rc = EXIT_MODEL;
             break;
         }
+        prog_state->bytes_done += (double)len + 1;
         /* Translate what we have once the batch is full or the writer pauses. */
         if (b.n >= o->batch_size || !fy_reader_ready(&r)) {
             rc = exit_code_for(translate_batch(model, o, &b, out, name, index));
+            prog_state->lines += b.n;
             batch_clear(&b);
             if (!rc) rc = check_output(out, out_name);
+            progress_show(prog_state, 0);
         }
     }
     if (!rc && r.error) {
@@ -398,6 +493,7 @@ static int translate_stream(const fanyi_model *model, const cli_options *o, int 
     }
     if (!rc && b.n) {
         rc = exit_code_for(translate_batch(model, o, &b, out, name, index));
+        prog_state->lines += b.n;
         if (!rc) rc = check_output(out, out_name);
     }
     batch_clear(&b);
@@ -497,6 +593,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "spm-decode")) return spm_tool(argc - 1, argv + 1, 0);
     cli_options o;
     parse_args(argc, argv, &o);
+    if (o.list_models) return list_models();
 
     char model_buf[PATH_MAX];
     const char *model_dir = resolve_model(o.model, model_buf, sizeof model_buf);
@@ -524,11 +621,19 @@ int main(int argc, char **argv) {
     }
     long index = 0;
     int rc = 0;
-    if (o.n_files == 0) rc = translate_stream(model, &o, 0, "standard input", out, out_name, &index);
+    progress prog_state = {0};
+    prog_state.enabled = o.progress || (o.n_files > 0 && isatty(2));
+    prog_state.start = prog_state.last = now_seconds();
+    for (int i = 0; i < o.n_files; i++) {
+        struct stat st;
+        if (strcmp(o.files[i], "-") && stat(o.files[i], &st) == 0 && S_ISREG(st.st_mode))
+            prog_state.bytes_total += (double)st.st_size;
+    }
+    if (o.n_files == 0) rc = translate_stream(model, &o, 0, "standard input", out, out_name, &index, &prog_state);
     for (int i = 0; !rc && i < o.n_files; i++) {
         const char *name = o.files[i];
         if (!strcmp(name, "-")) {
-            rc = translate_stream(model, &o, 0, "standard input", out, out_name, &index);
+            rc = translate_stream(model, &o, 0, "standard input", out, out_name, &index, &prog_state);
             continue;
         }
         int fd = open(name, O_RDONLY);
@@ -537,9 +642,10 @@ int main(int argc, char **argv) {
             rc = EXIT_MODEL;
             break;
         }
-        rc = translate_stream(model, &o, fd, name, out, out_name, &index);
+        rc = translate_stream(model, &o, fd, name, out, out_name, &index, &prog_state);
         close(fd);
     }
+    progress_show(&prog_state, 1);
     if (out != stdout && fclose(out) != 0 && !rc) {
         fprintf(stderr, "%s: %s: write error: %s\n", prog, out_name, strerror(errno));
         rc = EXIT_MODEL;

@@ -167,11 +167,12 @@ static void sublayer_output(const fy_config *c, const fy_ln *norm, float *x, con
     if (!c->pre_norm) fy_layernorm(x, rows, c->d_model, norm->gamma, norm->beta, c->layernorm_eps, x);
 }
 
-static void feed_forward(const fy_config *c, const fy_layer *l, float *x, float *h, float *ff, float *o, int rows) {
+static void feed_forward(const fy_config *c, const fy_layer *l, float *x, float *h, float *ff, float *o, int rows,
+                         fy_pool *pool) {
     const float *in = sublayer_input(c, &l->ffn_norm, x, h, rows);
-    fy_linear(in, rows, &l->fc1.w, l->fc1.b, ff);
+    fy_linear(in, rows, &l->fc1.w, l->fc1.b, ff, pool);
     fy_activate(ff, (size_t)rows * c->d_ff, c->activation);
-    fy_linear(ff, rows, &l->fc2.w, l->fc2.b, o);
+    fy_linear(ff, rows, &l->fc2.w, l->fc2.b, o, pool);
     sublayer_output(c, &l->ffn_norm, x, o, rows);
 }
 
@@ -204,7 +205,7 @@ static void sentence_attention(const fy_config *c, const float *q, const float *
 }
 
 int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *len, int n, float **memory,
-              fanyi_error *err) {
+              fy_pool *pool, fanyi_error *err) {
     const fy_config *c = &m->cfg;
     int total = 0, longest = 0;
     for (int i = 0; i < n; i++) {
@@ -229,16 +230,16 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
     for (int l = 0; l < c->encoder_layers; l++) {
         const fy_layer *L = &m->enc[l];
         const float *in = sublayer_input(c, &L->self_norm, x, h, total);
-        fy_linear(in, total, &L->self_attn.q.w, L->self_attn.q.b, q);
-        fy_linear(in, total, &L->self_attn.k.w, L->self_attn.k.b, k);
-        fy_linear(in, total, &L->self_attn.v.w, L->self_attn.v.b, v);
+        fy_linear(in, total, &L->self_attn.q.w, L->self_attn.q.b, q, pool);
+        fy_linear(in, total, &L->self_attn.k.w, L->self_attn.k.b, k, pool);
+        fy_linear(in, total, &L->self_attn.v.w, L->self_attn.v.b, v, pool);
         for (int i = 0; i < n; i++) {
             size_t o = (size_t)offset[i] * d;
             sentence_attention(c, q + o, k + o, v + o, len[i], keys, keys + longest + 1, scores, attn + o);
         }
-        fy_linear(attn, total, &L->self_attn.o.w, L->self_attn.o.b, q);
+        fy_linear(attn, total, &L->self_attn.o.w, L->self_attn.o.b, q, pool);
         sublayer_output(c, &L->self_norm, x, q, total);
-        feed_forward(c, L, x, h, ff, q, total);
+        feed_forward(c, L, x, h, ff, q, total, pool);
     }
     if (c->encoder_final_norm) fy_layernorm(x, total, (int)d, m->enc_final.gamma, m->enc_final.beta, c->layernorm_eps, x);
     free(work);
@@ -251,10 +252,11 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
 /* ---- decoder ---------------------------------------------------------- */
 
 int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, const int *src_offset,
-                     const int *src_len, int n_sent, int max_rows, int max_steps, fanyi_error *err) {
+                     const int *src_len, int n_sent, int max_rows, int max_steps, fy_pool *pool, fanyi_error *err) {
     const fy_config *c = &m->cfg;
     memset(dec, 0, sizeof *dec);
     dec->m = m;
+    dec->pool = pool;
     dec->max_rows = max_rows;
     dec->max_steps = max_steps;
     dec->src_offset = src_offset;
@@ -291,8 +293,8 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
     }
     for (size_t l = 0; l < L; l++) {
         const fy_attn *a = &m->dec[l].cross_attn;
-        fy_linear(memory, total, &a->k.w, a->k.b, dec->cross_k + l * total * d);
-        fy_linear(memory, total, &a->v.w, a->v.b, dec->cross_v + l * total * d);
+        fy_linear(memory, total, &a->k.w, a->k.b, dec->cross_k + l * total * d, pool);
+        fy_linear(memory, total, &a->v.w, a->v.b, dec->cross_v + l * total * d, pool);
     }
     return FANYI_OK;
 }
@@ -337,23 +339,23 @@ void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, in
         const fy_layer *L = &m->dec[l];
         size_t slot = ((size_t)l * dec->max_steps + t) * R * d;
         const float *in = sublayer_input(c, &L->self_norm, dec->x, dec->h, n_rows);
-        fy_linear(in, n_rows, &L->self_attn.q.w, L->self_attn.q.b, dec->q);
-        fy_linear(in, n_rows, &L->self_attn.k.w, L->self_attn.k.b, dec->self_k + slot);
-        fy_linear(in, n_rows, &L->self_attn.v.w, L->self_attn.v.b, dec->self_v + slot);
+        fy_linear(in, n_rows, &L->self_attn.q.w, L->self_attn.q.b, dec->q, dec->pool);
+        fy_linear(in, n_rows, &L->self_attn.k.w, L->self_attn.k.b, dec->self_k + slot, dec->pool);
+        fy_linear(in, n_rows, &L->self_attn.v.w, L->self_attn.v.b, dec->self_v + slot, dec->pool);
         self_attention(dec, l, n_rows);
-        fy_linear(dec->attn, n_rows, &L->self_attn.o.w, L->self_attn.o.b, dec->o);
+        fy_linear(dec->attn, n_rows, &L->self_attn.o.w, L->self_attn.o.b, dec->o, dec->pool);
         sublayer_output(c, &L->self_norm, dec->x, dec->o, n_rows);
 
         in = sublayer_input(c, &L->cross_norm, dec->x, dec->h, n_rows);
-        fy_linear(in, n_rows, &L->cross_attn.q.w, L->cross_attn.q.b, dec->q);
+        fy_linear(in, n_rows, &L->cross_attn.q.w, L->cross_attn.q.b, dec->q, dec->pool);
         cross_attention(dec, l, row_sent, n_rows);
-        fy_linear(dec->attn, n_rows, &L->cross_attn.o.w, L->cross_attn.o.b, dec->o);
+        fy_linear(dec->attn, n_rows, &L->cross_attn.o.w, L->cross_attn.o.b, dec->o, dec->pool);
         sublayer_output(c, &L->cross_norm, dec->x, dec->o, n_rows);
 
-        feed_forward(c, L, dec->x, dec->h, dec->ff, dec->o, n_rows);
+        feed_forward(c, L, dec->x, dec->h, dec->ff, dec->o, n_rows, dec->pool);
     }
     if (c->decoder_final_norm) fy_layernorm(dec->x, n_rows, d, m->dec_final.gamma, m->dec_final.beta, c->layernorm_eps, dec->x);
-    fy_linear(dec->x, n_rows, &m->out_proj, m->logits_bias, logprobs);
+    fy_linear(dec->x, n_rows, &m->out_proj, m->logits_bias, logprobs, dec->pool);
     for (int r = 0; r < n_rows; r++) fy_log_softmax(logprobs + (size_t)r * c->tgt_vocab_size, c->tgt_vocab_size);
     dec->n_rows = n_rows;
     dec->step = t + 1;

@@ -55,10 +55,11 @@ void fy_model_free(fy_model *m);
 /* Encodes n sentences packed in `ids` (sentence i at offset[i], length len[i],
  * each at most max_positions) into memory [sum(len), d], allocated here. */
 int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *len, int n, float **memory,
-              fanyi_error *err);
+              fy_pool *pool, fanyi_error *err);
 
 typedef struct fy_decoder {
     const fy_model *m;
+    fy_pool *pool; /* may be NULL */
     int max_rows, max_steps, n_src;
     const int *src_offset, *src_len;
     float *cross_k, *cross_v;   /* [layers][n_src tokens][d] */
@@ -70,7 +71,7 @@ typedef struct fy_decoder {
 } fy_decoder;
 
 int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, const int *src_offset,
-                     const int *src_len, int n_sent, int max_rows, int max_steps, fanyi_error *err);
+                     const int *src_len, int n_sent, int max_rows, int max_steps, fy_pool *pool, fanyi_error *err);
 /* One position for rows 0..n_rows-1: row r continues token tokens[r] of a
  * hypothesis of sentence row_sent[r]. Writes log-probs [n_rows, Vt]. */
 void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logprobs);

@@ -4,9 +4,9 @@
 #include <math.h>
 #include <string.h>
 
-void fy_linear(const float *x, int rows, const fy_packed *w, const float *b, float *y) {
+void fy_linear(const float *x, int rows, const fy_packed *w, const float *b, float *y, fy_pool *pool) {
     if (rows <= 0) return;
-    fy_gemm(x, rows, w, y, w->n);
+    fy_gemm(x, rows, w, y, w->n, pool);
     if (b)
         for (int r = 0; r < rows; r++) fy_add(y + (size_t)r * w->n, b, (size_t)w->n);
 }

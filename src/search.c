@@ -183,7 +183,7 @@ static int collect(search_state *s, const fy_search_opts *o, fy_hyp *hyps, int *
 }
 
 int fy_search(const fy_model *m, const int *ids, const int *offset, const int *len, int n, const fy_search_opts *o,
-              fy_hyp *hyps, int *n_hyps, fanyi_error *err) {
+              fy_hyp *hyps, int *n_hyps, fy_pool *pool, fanyi_error *err) {
     const fy_config *c = &m->cfg;
     for (int i = 0; i < n; i++) n_hyps[i] = 0;
     if (n == 0) return FANYI_OK;
@@ -192,8 +192,8 @@ int fy_search(const fy_model *m, const int *ids, const int *offset, const int *l
     float *memory = NULL;
     memset(&dec, 0, sizeof dec);
     int rc = state_init(&s, m, len, n, o, err);
-    if (!rc) rc = fy_encode(m, ids, offset, len, n, &memory, err);
-    if (!rc) rc = fy_decoder_start(&dec, m, memory, offset, len, n, s.max_rows, s.max_steps, err);
+    if (!rc) rc = fy_encode(m, ids, offset, len, n, &memory, pool, err);
+    if (!rc) rc = fy_decoder_start(&dec, m, memory, offset, len, n, s.max_rows, s.max_steps, pool, err);
     int n_rows = n;
     for (int t = 0; !rc && n_rows > 0; t++) {
         fy_decoder_step(&dec, s.row_tok, s.row_sent, n_rows, s.logprobs);

@@ -20,7 +20,7 @@
 #include "model.h"
 
 typedef struct fy_search_opts {
-    int beam_size, nbest, max_length;
+    int beam_size, nbest, max_length, threads;
     float max_length_ratio, length_penalty;
 } fy_search_opts;
 
@@ -37,6 +37,6 @@ int fy_length_limit(const fy_config *cfg, const fy_search_opts *o, int src_len);
  * wants it). hyps[i*nbest .. ] receives up to nbest hypotheses of sentence i,
  * best first; n_hyps[i] says how many. */
 int fy_search(const fy_model *m, const int *ids, const int *offset, const int *len, int n, const fy_search_opts *o,
-              fy_hyp *hyps, int *n_hyps, fanyi_error *err);
+              fy_hyp *hyps, int *n_hyps, fy_pool *pool, fanyi_error *err);
 
 #endif

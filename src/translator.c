@@ -1,9 +1,17 @@
 #include "translator.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "ops.h"
+#include "sentences.h"
+
+/* One thread per online CPU, at most 8: the default when no count is given. */
+static int fy_default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
+}
 
 void fanyi_options_default(fanyi_options *o) {
     memset(o, 0, sizeof *o);
@@ -27,8 +35,9 @@ int fy_resolve_options(const fy_config *cfg, const fanyi_options *in, fy_search_
     if (out->nbest > out->beam_size)
         return fy_fail(err, FANYI_ERR_USAGE, "n-best %d is larger than the beam size %d", out->nbest, out->beam_size);
     if (in->max_length < 0) return fy_fail(err, FANYI_ERR_USAGE, "max length %d is negative", in->max_length);
-    if (in->threads < 0) return fy_fail(err, FANYI_ERR_USAGE, "thread count %d is negative", in->threads);
-    fy_set_threads(in->threads);
+    if (in->threads < 0 || in->threads > 256)
+        return fy_fail(err, FANYI_ERR_USAGE, "thread count %d is out of range [1, 256]", in->threads);
+    out->threads = in->threads > 0 ? in->threads : fy_default_threads();
     return FANYI_OK;
 }
 
@@ -82,7 +91,7 @@ static int by_length(const void *a, const void *b) {
 
 /* Translates sentences order[0..n) (indices into src) as one batch. */
 static int translate_batch(const fanyi_model *fm, const int *const *src, const int *src_len, const by_len_item *items,
-                           int n, const fy_search_opts *o, fanyi_result *results, fanyi_error *err) {
+                           int n, const fy_search_opts *o, fy_pool *pool, fanyi_result *results, fanyi_error *err) {
     const fy_config *c = &fm->model.cfg;
     int cap = c->max_positions - (c->source_eos ? 1 : 0);
     size_t total = 0;
@@ -103,7 +112,7 @@ static int translate_batch(const fanyi_model *fm, const int *const *src, const i
         at += l;
         if (src_len[k] > cap) results[k].warnings |= FANYI_WARN_TRUNCATED;
     }
-    if (!rc) rc = fy_search(&fm->model, ids, offset, len, n, o, hyps, n_hyps, err);
+    if (!rc) rc = fy_search(&fm->model, ids, offset, len, n, o, hyps, n_hyps, pool, err);
     for (int i = 0; i < n; i++) {
         fanyi_result *r = &results[items[i].index];
         r->hyps = rc ? NULL : calloc((size_t)(n_hyps[i] ? n_hyps[i] : 1), sizeof *r->hyps);
@@ -143,10 +152,13 @@ int fanyi_translate_ids(const fanyi_model *fm, const int *const *src, const int 
     for (int i = 0; i < n; i++)
         if (src_len[i] > 0) items[m++] = (by_len_item){src_len[i], i};
     qsort(items, (size_t)m, sizeof *items, by_length);
+    fy_pool *pool = m > 0 ? fy_pool_create(o.threads) : NULL;
+    if (m > 0 && !pool) rc = fy_fail(err, FANYI_ERR_MEMORY, "cannot start %d threads", o.threads);
     for (int first = 0; !rc && first < m; first += FY_BATCH_SENTENCES) {
         int count = m - first < FY_BATCH_SENTENCES ? m - first : FY_BATCH_SENTENCES;
-        rc = translate_batch(fm, src, src_len, items + first, count, &o, results, err);
+        rc = translate_batch(fm, src, src_len, items + first, count, &o, pool, results, err);
     }
+    fy_pool_free(pool);
     free(items);
     if (rc) {
         fanyi_results_free(results, n);
@@ -173,30 +185,141 @@ static int detokenize(const fanyi_model *fm, fanyi_result *results, int n, fanyi
     return FANYI_OK;
 }
 
+/* The pieces a line is translated in: token ids and the line they belong to. */
+typedef struct {
+    fy_ids *ids;
+    int *line;
+    int n, cap;
+} segments;
+
+static fy_ids *segment_add(segments *sg, int line) {
+    if (sg->n == sg->cap) {
+        int cap = sg->cap ? sg->cap * 2 : 64;
+        fy_ids *ids = realloc(sg->ids, sizeof *ids * (size_t)cap);
+        if (ids) sg->ids = ids;
+        int *l = realloc(sg->line, sizeof *l * (size_t)cap);
+        if (l) sg->line = l;
+        if (!ids || !l) return NULL;
+        sg->cap = cap;
+    }
+    sg->line[sg->n] = line;
+    sg->ids[sg->n] = (fy_ids){0};
+    return &sg->ids[sg->n++];
+}
+
+static void segments_free(segments *sg) {
+    for (int i = 0; i < sg->n; i++) free(sg->ids[i].ids);
+    free(sg->ids), free(sg->line);
+}
+
+/* Adds ids as pieces of at most cap tokens. */
+static int add_chunks(segments *sg, int line, const fy_ids *ids, int cap) {
+    size_t at = 0;
+    do {
+        size_t n = ids->n - at < (size_t)cap ? ids->n - at : (size_t)cap;
+        fy_ids *seg = segment_add(sg, line);
+        if (!seg) return 0;
+        for (size_t k = 0; k < n; k++)
+            if (!fy_ids_push(seg, ids->ids[at + k])) return 0;
+        at += n;
+    } while (at < ids->n);
+    return 1;
+}
+
+/* Tokenizes one line into one or more segments; sets *warnings. */
+static int segment_line(const fanyi_model *fm, const char *text, size_t len, int line, int split, segments *sg,
+                        int *warnings, fanyi_error *err) {
+    const fy_config *c = &fm->model.cfg;
+    int cap = c->max_positions - (c->source_eos ? 1 : 0);
+    fy_ids whole = {0};
+    int rc = fy_tokenizer_encode(fm->source, text, len, &whole, warnings, err);
+    if (!rc && whole.n <= (size_t)cap && !split) {
+        fy_ids *seg = segment_add(sg, line);
+        if (!seg) rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+        else *seg = whole, whole = (fy_ids){0};
+    } else if (!rc) {
+        if (whole.n > (size_t)cap) *warnings |= FANYI_WARN_SPLIT << 8;
+        size_t ncuts_cap = len / 2 + 1, *cuts = malloc(sizeof *cuts * ncuts_cap);
+        if (!cuts) rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+        size_t ncuts = cuts ? fy_sentence_ends(text, len, cuts, ncuts_cap) : 0, begin = 0;
+        for (size_t k = 0; !rc && k <= ncuts; k++) {
+            size_t end = k < ncuts ? cuts[k] : len;
+            fy_ids piece = {0};
+            int w = 0;
+            rc = fy_tokenizer_encode(fm->source, text + begin, end - begin, &piece, &w, err);
+            if (!rc && piece.n && !add_chunks(sg, line, &piece, cap)) rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+            free(piece.ids);
+            begin = end;
+        }
+        free(cuts);
+    }
+    free(whole.ids);
+    return rc;
+}
+
+/* Joins the best translations of a line's segments into its single result. */
+static int join_segments(fanyi_result *pieces, int n, fanyi_result *out, fanyi_error *err) {
+    fy_text text = {0};
+    fy_ids ids = {0};
+    float score = 0, logprob = 0;
+    int ok = fy_text_append(&text, "", 0);
+    for (int i = 0; ok && i < n; i++) {
+        if (!pieces[i].n_hyps) continue;
+        const fanyi_hypothesis *h = &pieces[i].hyps[0];
+        score += h->score;
+        logprob += h->logprob;
+        for (int k = 0; ok && k < h->n_ids; k++) ok = fy_ids_push(&ids, h->ids[k]);
+        if (ok && h->text && h->text[0]) ok = (text.n == 0 || fy_text_append(&text, " ", 1)) && fy_text_append(&text, h->text, strlen(h->text));
+    }
+    out->hyps = ok ? calloc(1, sizeof *out->hyps) : NULL;
+    if (!out->hyps) {
+        free(text.s), free(ids.ids);
+        return fy_fail(err, FANYI_ERR_MEMORY, "out of memory joining a split line");
+    }
+    out->hyps[0] = (fanyi_hypothesis){ids.ids, (int)ids.n, score, logprob, text.s};
+    out->n_hyps = 1;
+    return FANYI_OK;
+}
+
 int fanyi_translate_text(const fanyi_model *fm, const char *const *lines, const size_t *line_len, int n,
                          const fanyi_options *opts, fanyi_result **out, fanyi_error *err) {
     *out = NULL;
     if (!fm->source)
         return fy_fail(err, FANYI_ERR_USAGE, "this model has no tokenizer files (source_spm/target_spm): use --input ids");
-    fy_ids *ids = fy_calloc((size_t)n, sizeof *ids, err, "token ids");
-    const int **src = fy_calloc((size_t)n, sizeof *src, err, "token ids");
-    int *len = fy_calloc((size_t)n, sizeof *len, err, "token ids");
+    segments sg = {0};
     int *warnings = fy_calloc((size_t)n, sizeof *warnings, err, "warnings");
-    int rc = ids && src && len && warnings ? FANYI_OK : FANYI_ERR_MEMORY;
+    int rc = warnings ? FANYI_OK : FANYI_ERR_MEMORY;
+    int split = opts && opts->split_sentences;
     for (int i = 0; !rc && i < n; i++) {
-        rc = fy_tokenizer_encode(fm->source, lines[i], line_len[i], &ids[i], &warnings[i], err);
-        src[i] = ids[i].ids;
-        len[i] = (int)ids[i].n;
+        int before = sg.n;
+        rc = segment_line(fm, lines[i], line_len[i], i, split, &sg, &warnings[i], err);
+        if (!rc && sg.n == before && !segment_add(&sg, i)) rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
     }
-    if (!rc) rc = fanyi_translate_ids(fm, src, len, n, opts, out, err);
-    if (!rc) rc = detokenize(fm, *out, n, err);
-    for (int i = 0; !rc && i < n; i++)
-        if (warnings[i] & FY_TOK_INVALID_UTF8) (*out)[i].warnings |= FANYI_WARN_INVALID_UTF8;
-    if (rc && *out) {
-        fanyi_results_free(*out, n);
-        *out = NULL;
+    const int **src = rc ? NULL : fy_calloc((size_t)sg.n + 1, sizeof *src, err, "segments");
+    int *len = rc ? NULL : fy_calloc((size_t)sg.n + 1, sizeof *len, err, "segments");
+    if (!rc && (!src || !len)) rc = FANYI_ERR_MEMORY;
+    for (int k = 0; !rc && k < sg.n; k++) {
+        src[k] = sg.ids[k].ids;
+        len[k] = (int)sg.ids[k].n;
     }
-    for (int i = 0; ids && i < n; i++) free(ids[i].ids);
-    free(ids), free(src), free(len), free(warnings);
+    fanyi_result *pieces = NULL, *results = NULL;
+    if (!rc) rc = fanyi_translate_ids(fm, src, len, sg.n, opts, &pieces, err);
+    if (!rc) rc = detokenize(fm, pieces, sg.n, err);
+    if (!rc && !(results = fy_calloc((size_t)n, sizeof *results, err, "results"))) rc = FANYI_ERR_MEMORY;
+    for (int k = 0, i = 0; !rc && i < n; i++) {
+        int first = k;
+        while (k < sg.n && sg.line[k] == i) k++;
+        if (k - first == 1 && !(warnings[i] >> 8)) {
+            results[i] = pieces[first]; /* take over the single segment's result */
+            pieces[first] = (fanyi_result){0};
+        } else
+            rc = join_segments(pieces + first, k - first, &results[i], err);
+        results[i].warnings |= (warnings[i] & FY_TOK_INVALID_UTF8 ? FANYI_WARN_INVALID_UTF8 : 0) | (warnings[i] >> 8);
+    }
+    fanyi_results_free(pieces, pieces ? sg.n : 0);
+    if (rc) fanyi_results_free(results, results ? n : 0);
+    else *out = results;
+    segments_free(&sg);
+    free(src), free(len), free(warnings);
     return rc;
 }

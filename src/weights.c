@@ -289,3 +289,4 @@ const char *fy_weights_unused(const fy_weights *w) {
 
 size_t fy_weights_file_size(const fy_weights *w) { return w->size; }
 int fy_weights_count(const fy_weights *w) { return w->n_tensors; }
+const fy_tensor *fy_weights_nth(const fy_weights *w, int i) { return i >= 0 && i < w->n_tensors ? &w->tensors[i] : NULL; }

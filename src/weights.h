@@ -46,5 +46,6 @@ int fy_weights_f32(fy_weights *w, const char *name, int rank, const int64_t *sha
 const char *fy_weights_unused(const fy_weights *w);
 size_t fy_weights_file_size(const fy_weights *w);
 int fy_weights_count(const fy_weights *w);
+const fy_tensor *fy_weights_nth(const fy_weights *w, int i);
 
 #endif

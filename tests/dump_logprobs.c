@@ -51,8 +51,8 @@ int main(int argc, char **argv) {
         int offset = 0;
         float *memory;
         fy_decoder dec;
-        if (fy_encode(&m, src, &offset, &ns, 1, &memory, &err) ||
-            fy_decoder_start(&dec, &m, memory, &offset, &ns, 1, 1, nt + 1, &err)) {
+        if (fy_encode(&m, src, &offset, &ns, 1, &memory, NULL, &err) ||
+            fy_decoder_start(&dec, &m, memory, &offset, &ns, 1, 1, nt + 1, NULL, &err)) {
             fprintf(stderr, "%s\n", err.message);
             return 2;
         }

@@ -156,3 +156,58 @@ def test_default_model_from_environment():
 
 def test_sample_file_is_present():
     assert os.path.getsize(os.path.join(ROOT, "data", "sample.en")) > 0
+
+
+def test_long_line_is_split_and_rejoined_on_one_line():
+    sentence = "A man rides a horse on the beach. "
+    p = run(["-m", model(), "--beam", "1", "--max-length", "4"], (sentence * 30).strip() + "\nshort\n", check=0)
+    assert p.stdout.count(b"\n") == 2
+    assert b"standard input:1: line longer than the model allows; translated in pieces" in p.stderr
+    assert b":2:" not in p.stderr
+    # No sentence boundary at all: cut at the token limit.
+    p = run(["-m", model(), "--beam", "1", "--max-length", "2"], "dog " * 400 + "\n", check=0)
+    assert p.stdout.count(b"\n") == 1 and b"in pieces" in p.stderr
+
+
+def test_split_sentences_translates_each_sentence():
+    text = "A man rides a horse. Two dogs play! 我爱你。你好。"
+    whole = run(["-m", model(), "--split-sentences", "--output", "ids"], text + "\n", check=0).stdout
+    parts = ["A man rides a horse. ", "Two dogs play! ", "我爱你。", "你好。"]
+    each = run(["-m", model(), "--output", "ids"], "".join(p.strip() + "\n" for p in parts), check=0).stdout
+    assert whole.split() == each.split()
+    assert run(["-m", model(), "--split-sentences"], text + "\n", check=0).stderr == b""
+
+
+def test_sentence_boundaries():
+    from helpers import BUILD
+    import subprocess as sp
+    p = sp.run([os.path.join(BUILD, "unit_tests")], capture_output=True, text=True)
+    assert "ok test_sentence_ends" in p.stdout, p.stdout
+
+
+def test_progress_on_request_and_silent_otherwise():
+    d = tmpdir()
+    path = os.path.join(d, "in.txt")
+    open(path, "w").write("a man\n" * 50)
+    quiet = run(["-m", model(), path], check=0)
+    assert quiet.stderr == b""
+    loud = run(["-m", model(), "--progress", path], check=0)
+    assert b"50 lines" in loud.stderr and b"100%" in loud.stderr and quiet.stdout == loud.stdout
+
+
+def test_list_models_and_lookup_by_name():
+    d = tmpdir()
+    bindir = os.path.join(d, "bin")
+    models = os.path.join(d, "share", "fanyi", "models")
+    os.makedirs(bindir)
+    os.makedirs(models)
+    import shutil
+    shutil.copy(BIN, os.path.join(bindir, "fanyi"))
+    shutil.copytree(model(), os.path.join(models, "toy"))
+    shutil.copytree(model(), os.path.join(models, "en-de"))
+    exe = os.path.join(bindir, "fanyi")
+    p = subprocess.run([exe, "--list-models"], capture_output=True, text=True)
+    assert p.returncode == 0 and "toy" in p.stdout and "en-de" in p.stdout and "(default)" in p.stdout
+    by_name = subprocess.run([exe, "-m", "toy"], input=b"a man\n", capture_output=True).stdout
+    default = subprocess.run([exe], input=b"a man\n", capture_output=True).stdout
+    assert by_name == default == run(["-m", model()], "a man\n", check=0).stdout

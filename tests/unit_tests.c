@@ -12,6 +12,7 @@
 #include "config.h"
 #include "gemm.h"
 #include "lineio.h"
+#include "sentences.h"
 #include "tokenizer.h"
 #include "weights.h"
 
@@ -150,7 +151,7 @@ static void test_gemm_invariance_and_kernels(void) {
     for (int i = 0; i < N * K; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
     fy_packed p;
     CHECK(fy_pack(w, N, K, &p), "pack");
-    fy_gemm(x, M, &p, y, N);
+    fy_gemm(x, M, &p, y, N, NULL);
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float acc = 0;
@@ -159,9 +160,26 @@ static void test_gemm_invariance_and_kernels(void) {
         }
     CHECK(!memcmp(y, ref, sizeof y), "kernel %s differs from the fma chain", fy_gemm_kernel());
     for (int m = 0; m < M; m++) {
-        fy_gemm(x + m * K, 1, &p, y1, N);
+        fy_gemm(x + m * K, 1, &p, y1, N, NULL);
         CHECK(!memcmp(y1, y + m * N, sizeof y1), "row %d alone differs", m);
     }
+    /* Threads share out the panels; the bits must not change. */
+    enum { BM = 40, BN = 300, BK = 256 };
+    float *bx = malloc(sizeof(float) * BM * BK), *bw = malloc(sizeof(float) * BN * BK);
+    float *b1 = malloc(sizeof(float) * BM * BN), *b3 = malloc(sizeof(float) * BM * BN);
+    for (int i = 0; i < BM * BK; i++) bx[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int i = 0; i < BN * BK; i++) bw[i] = (float)rand() / RAND_MAX - 0.5f;
+    fy_packed bp;
+    CHECK(fy_pack(bw, BN, BK, &bp), "pack");
+    fy_pool *pool = fy_pool_create(3);
+    CHECK(pool && fy_pool_threads(pool) == 3, "pool");
+    fy_gemm(bx, BM, &bp, b1, BN, NULL);
+    fy_gemm(bx, BM, &bp, b3, BN, pool);
+    int same = !memcmp(b1, b3, sizeof(float) * BM * BN);
+    fy_pool_free(pool);
+    fy_packed_free(&bp);
+    free(bx), free(bw), free(b1), free(b3);
+    CHECK(same, "3 threads changed the result");
     fy_packed_free(&p);
     printf("ok %s (%s)\n", __func__, fy_gemm_kernel());
 }
@@ -198,7 +216,26 @@ static void test_tokenizer_rejects_garbage(void) {
     printf("ok %s\n", __func__);
 }
 
+static void test_sentence_ends(void) {
+    const char *text = "A man rides. The dog runs! is lower? Dr. Smith. \xe6\x88\x91\xe3\x80\x82\xe4\xbd\xa0. End";
+    size_t cuts[16], n = fy_sentence_ends(text, strlen(text), cuts, 16);
+    /* A simple splitter: "Dr." before a capital is a boundary too. */
+    const char *want[] = {"A man rides. ", "The dog runs! is lower? ", "Dr. ", "Smith. ", "\xe6\x88\x91\xe3\x80\x82",
+                          "\xe4\xbd\xa0. ", "End"};
+    CHECK(n == 6, "%zu cuts", n);
+    size_t begin = 0;
+    for (size_t i = 0; i <= n; i++) {
+        size_t end = i < n ? cuts[i] : strlen(text);
+        CHECK(end - begin == strlen(want[i]) && !memcmp(text + begin, want[i], end - begin), "piece %zu: '%.*s'", i,
+              (int)(end - begin), text + begin);
+        begin = end;
+    }
+    CHECK(fy_sentence_ends("no boundary here", 16, cuts, 16) == 0, "false cut");
+    printf("ok %s\n", __func__);
+}
+
 int main(void) {
+    test_sentence_ends();
     test_config_defaults();
     test_config_errors();
     test_weights_parse_and_convert();
