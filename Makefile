@@ -16,7 +16,7 @@ CC ?= cc
 PKGS = openblas libcjson libutf8proc
 FUZZ_SECONDS ?= 60
 
-OPT_CFLAGS ?= -O2 -g
+OPT_CFLAGS ?= -O3 -g
 WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter
 BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(WARN) -MMD -MP
 ifeq ($(SANITIZE),1)
@@ -66,9 +66,13 @@ test: $(BIN) $(BUILD)/unit_tests $(BUILD)/dump_logprobs
 	@sh tools/ensure-deps.sh test
 	@FANYI_BIN=./$(BIN) FANYI_BUILD=$(BUILD) $(PYTHON) tests/run_tests.py $(TESTS)
 
-bench: $(BIN)
+$(BUILD)/gemm_rate: tools/gemm_rate.c $(BUILD)/libfanyi.a
+	$(CC) $(ALL_CFLAGS) -Isrc $(ALL_LDFLAGS) -o $@ tools/gemm_rate.c $(BUILD)/libfanyi.a $(LIBS)
+
+bench: $(BIN) $(BUILD)/gemm_rate
 	@sh tools/ensure-deps.sh test
 	$(PYTHON) tools/bench.py --fanyi ./$(BIN)
+	$(PYTHON) tools/bench_tokenizer.py --fanyi ./$(BIN)
 
 FUZZERS = fuzz_tokenizer fuzz_config fuzz_weights
 fuzz:

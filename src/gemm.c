@@ -1,6 +1,7 @@
 #include "gemm.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,26 +75,79 @@ __attribute__((target("avx2,fma"))) static void full_tile_avx2(const float *x, i
     _mm256_storeu_ps(y + 5 * (size_t)ldy, a50), _mm256_storeu_ps(y + 5 * (size_t)ldy + 8, a51);
 }
 
-/* Edge tiles: one row at a time, the same chain per element. */
+/* R rows x P panels (2P accumulators per row) for the rows a 6-row tile leaves
+ * over: enough independent FMA chains to hide the FMA latency even for one
+ * row. Each element is still the same chain of fmas in increasing k. */
+#define EDGE_KERNEL(R, P)                                                                                              \
+    __attribute__((target("avx2,fma"))) static void edge_##R##x##P(const float *x, int K, const float *panel0,       \
+                                                                   size_t panel_stride, float *y, int ldy) {        \
+        __m256 acc[R][P][2];                                                                                           \
+        for (int r = 0; r < R; r++)                                                                                    \
+            for (int p = 0; p < P; p++) acc[r][p][0] = acc[r][p][1] = _mm256_setzero_ps();                             \
+        for (int k = 0; k < K; k++) {                                                                                  \
+            __m256 w[P][2];                                                                                            \
+            for (int p = 0; p < P; p++) {                                                                              \
+                w[p][0] = _mm256_load_ps(panel0 + p * panel_stride + (size_t)k * FY_PANEL);                            \
+                w[p][1] = _mm256_load_ps(panel0 + p * panel_stride + (size_t)k * FY_PANEL + 8);                        \
+            }                                                                                                          \
+            for (int r = 0; r < R; r++) {                                                                              \
+                __m256 v = _mm256_broadcast_ss(x + (size_t)r * K + k);                                                 \
+                for (int p = 0; p < P; p++) {                                                                          \
+                    acc[r][p][0] = _mm256_fmadd_ps(v, w[p][0], acc[r][p][0]);                                          \
+                    acc[r][p][1] = _mm256_fmadd_ps(v, w[p][1], acc[r][p][1]);                                          \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int r = 0; r < R; r++)                                                                                    \
+            for (int p = 0; p < P; p++) {                                                                              \
+                _mm256_storeu_ps(y + (size_t)r * ldy + p * FY_PANEL, acc[r][p][0]);                                    \
+                _mm256_storeu_ps(y + (size_t)r * ldy + p * FY_PANEL + 8, acc[r][p][1]);                                \
+            }                                                                                                          \
+    }
+EDGE_KERNEL(1, 6)
+EDGE_KERNEL(2, 3)
+EDGE_KERNEL(3, 2)
+EDGE_KERNEL(4, 1)
+EDGE_KERNEL(5, 1)
+EDGE_KERNEL(1, 1)
+EDGE_KERNEL(2, 1)
+EDGE_KERNEL(3, 1)
+
+typedef void (*edge_fn)(const float *, int, const float *, size_t, float *, int);
+
+/* The rows (1-5) a 6-row tile leaves over, over panels [p0, p1): groups of P
+ * panels at once, then single panels; results go through a scratch block
+ * because the last panel may be narrower than FY_PANEL. */
+__attribute__((target("avx2,fma"))) static void edge_rows_avx2(const float *x, int rows, int K, const fy_packed *w,
+                                                               int p0, int p1, float *y, int ldy) {
+    static const edge_fn group_fn[6] = {NULL, edge_1x6, edge_2x3, edge_3x2, edge_4x1, edge_5x1};
+    static const edge_fn single_fn[6] = {NULL, edge_1x1, edge_2x1, edge_3x1, edge_4x1, edge_5x1};
+    static const int group[6] = {0, 6, 3, 2, 1, 1};
+    enum { LD = 6 * FY_PANEL };
+    size_t stride = (size_t)K * FY_PANEL;
+    float scratch[5 * LD];
+    for (int p = p0; p < p1;) {
+        int P = p1 - p >= group[rows] ? group[rows] : 1;
+        (P > 1 ? group_fn : single_fn)[rows](x, K, w->data + (size_t)p * stride, stride, scratch, LD);
+        for (int r = 0; r < rows; r++)
+            for (int q = 0; q < P; q++) {
+                int col = (p + q) * FY_PANEL, cols = w->n - col < FY_PANEL ? w->n - col : FY_PANEL;
+                memcpy(y + (size_t)r * ldy + col, scratch + r * LD + q * FY_PANEL, sizeof(float) * (size_t)cols);
+            }
+        p += P;
+    }
+}
+
+/* Full 6-row tiles only; edge rows go through edge_rows_avx2. */
 __attribute__((target("avx2,fma"))) static void tile_avx2(const float *x, int rows, int K, const float *panel,
                                                           int cols, float *y, int ldy) {
-    if (rows == MR && cols == FY_PANEL) {
+    if (cols == FY_PANEL) {
         full_tile_avx2(x, K, panel, y, ldy);
         return;
     }
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * K;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-        for (int k = 0; k < K; k++) {
-            __m256 v = _mm256_broadcast_ss(xr + k);
-            a0 = _mm256_fmadd_ps(v, _mm256_load_ps(panel + (size_t)k * FY_PANEL), a0);
-            a1 = _mm256_fmadd_ps(v, _mm256_load_ps(panel + (size_t)k * FY_PANEL + 8), a1);
-        }
-        float out[FY_PANEL];
-        _mm256_storeu_ps(out, a0);
-        _mm256_storeu_ps(out + 8, a1);
-        memcpy(y + (size_t)r * ldy, out, sizeof(float) * (size_t)cols);
-    }
+    float out[MR * FY_PANEL];
+    full_tile_avx2(x, K, panel, out, FY_PANEL);
+    for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * ldy, out + r * FY_PANEL, sizeof(float) * (size_t)cols);
 }
 
 static int have_avx2(void) {
@@ -104,14 +158,22 @@ static int have_avx2(void) {
 
 typedef void (*tile_fn)(const float *, int, int, const float *, int, float *, int);
 
-/* FANYI_GEMM=portable forces the C kernel (tests check that both give the same bits). */
-static tile_fn pick_tile(void) {
+/* The kernel is chosen once per process: a property of the CPU, like an ifunc.
+ * FANYI_GEMM=portable forces the C kernels (tests check both give the same bits). */
+static tile_fn chosen_tile = tile_portable;
+static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
+
+static void choose_tile(void) {
     const char *force = getenv("FANYI_GEMM");
-    if (force && !strcmp(force, "portable")) return tile_portable;
+    if (force && !strcmp(force, "portable")) return;
 #ifdef FY_X86
-    if (have_avx2()) return tile_avx2;
+    if (have_avx2()) chosen_tile = tile_avx2;
 #endif
-    return tile_portable;
+}
+
+static tile_fn pick_tile(void) {
+    pthread_once(&choose_once, choose_tile);
+    return chosen_tile;
 }
 
 /* Panels [p0, p1) for all M rows. */
@@ -119,14 +181,18 @@ static void gemm_panels(tile_fn tile, const float *x, int M, const fy_packed *w,
     int K = w->k;
     for (int m0 = 0; m0 < M; m0 += M_BLOCK) {
         int m1 = m0 + M_BLOCK < M ? m0 + M_BLOCK : M;
+        int full_end = tile == tile_portable ? m1 : m0 + (m1 - m0) / MR * MR;
         for (int p = p0; p < p1; p++) {
             const float *panel = w->data + (size_t)p * K * FY_PANEL;
             int cols = w->n - p * FY_PANEL < FY_PANEL ? w->n - p * FY_PANEL : FY_PANEL;
-            for (int m = m0; m < m1; m += MR) {
-                int rows = m1 - m < MR ? m1 - m : MR;
+            for (int m = m0; m < full_end; m += MR) {
+                int rows = full_end - m < MR ? full_end - m : MR;
                 tile(x + (size_t)m * K, rows, K, panel, cols, y + (size_t)m * ldy + (size_t)p * FY_PANEL, ldy);
             }
         }
+#ifdef FY_X86
+        if (full_end < m1) edge_rows_avx2(x + (size_t)full_end * K, m1 - full_end, K, w, p0, p1, y + (size_t)full_end * ldy, ldy);
+#endif
     }
 }
 
@@ -159,4 +225,6 @@ void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy, fy_po
     fy_pool_run(pool, gemm_task, &job, (panels + job.per_task - 1) / job.per_task);
 }
 
-const char *fy_gemm_kernel(void) { return pick_tile() == tile_portable ? "portable" : "avx2"; }
+int fy_simd_enabled(void) { return pick_tile() != tile_portable; }
+
+const char *fy_gemm_kernel(void) { return fy_simd_enabled() ? "avx2" : "portable"; }

@@ -38,6 +38,10 @@ size_t fy_packed_bytes(const fy_packed *p);
  * With a pool, the weight panels are shared out between its threads. */
 void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy, fy_pool *pool);
 
+/* 1 if the AVX2+FMA kernels are in use (CPU support, and FANYI_GEMM is not
+ * "portable"); every vector kernel has a scalar twin giving the same bits. */
+int fy_simd_enabled(void);
+
 /* The kernel in use: "avx2" or "portable". */
 const char *fy_gemm_kernel(void);
 

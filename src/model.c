@@ -27,15 +27,16 @@ static void pack(binder *b, const float *w, int out, int in, fy_packed *p, const
 }
 
 static void bind_lin(binder *b, fy_lin *l, const char *prefix, int out, int in) {
-    char name[256];
+    char name[384];
     snprintf(name, sizeof name, "%s.weight", prefix);
     pack(b, bind(b, name, 2, out, in), out, in, &l->w, name);
+    if (!b->rc) fy_weights_release(b->w, name); /* only the packed copy is read from now on */
     snprintf(name, sizeof name, "%s.bias", prefix);
     l->b = bind(b, name, 1, out, 0);
 }
 
 static void bind_ln(binder *b, fy_ln *n, const char *prefix, int d) {
-    char name[256];
+    char name[384];
     snprintf(name, sizeof name, "%s.weight", prefix);
     n->gamma = bind(b, name, 1, d, 0);
     snprintf(name, sizeof name, "%s.bias", prefix);
@@ -43,7 +44,7 @@ static void bind_ln(binder *b, fy_ln *n, const char *prefix, int d) {
 }
 
 static void bind_attn(binder *b, fy_attn *a, const char *prefix, int d) {
-    char name[256];
+    char name[320]; /* prefix (< 256) plus a short suffix */
     const char *parts[4] = {"q", "k", "v", "o"};
     fy_lin *lins[4] = {&a->q, &a->k, &a->v, &a->o};
     for (int i = 0; i < 4; i++) {
@@ -75,6 +76,7 @@ static int bind_all(fy_model *m, fanyi_error *err) {
     m->tgt_embed = c->shared_embeddings ? m->src_embed : bind(&b, "tgt_embed.weight", 2, c->tgt_vocab_size, d);
     const float *out_w = c->tied_output ? m->tgt_embed : bind(&b, "output.weight", 2, c->tgt_vocab_size, d);
     pack(&b, out_w, c->tgt_vocab_size, d, &m->out_proj, "output projection");
+    if (!b.rc && !c->tied_output) fy_weights_release(m->weights, "output.weight");
     m->logits_bias = c->logits_bias ? bind(&b, "logits_bias", 1, c->tgt_vocab_size, 0) : NULL;
     if (c->positions == FY_POS_LEARNED) {
         m->enc_pos = bind(&b, "encoder.pos.weight", 2, c->max_positions, d);

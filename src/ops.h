@@ -20,19 +20,18 @@ void fy_linear(const float *x, int rows, const fy_packed *w, const float *b, flo
 void fy_layernorm(const float *x, int rows, int d, const float *gamma, const float *beta, float eps, float *y);
 
 void fy_activate(float *x, size_t n, enum fy_activation act);
-void fy_add(float *x, const float *y, size_t n);
+void fy_add(float *restrict x, const float *restrict y, size_t n);
 
 /* In place: softmax of one row of n. */
 void fy_softmax(float *x, int n);
 /* In place: log-softmax of one row of n. */
 void fy_log_softmax(float *x, int n);
 
-float fy_dot(const float *a, const float *b, int n);
-void fy_axpy(float a, const float *x, float *y, int n);
+float fy_dot(const float *restrict a, const float *restrict b, int n);
+void fy_axpy(float a, const float *restrict x, float *restrict y, int n);
 
 /* Sinusoidal position table [n_pos, d] in the given layout. */
 void fy_sinusoid_table(float *out, int n_pos, int d, enum fy_positions layout);
 
-void fy_set_threads(int n);
 
 #endif

@@ -26,6 +26,7 @@ typedef struct fy_tensor {
     int64_t shape[FY_MAX_RANK];
     size_t begin, end; /* byte range within the data section */
     int used;
+    float *converted;  /* f32 copy owned by the weights (F16, I8, unaligned F32), or NULL */
 } fy_tensor;
 
 typedef struct fy_weights fy_weights;
@@ -41,6 +42,10 @@ int fy_weights_has(const fy_weights *w, const char *name);
 /* Returns f32 data of tensor `name`, which must have the given rank and shape. */
 int fy_weights_f32(fy_weights *w, const char *name, int rank, const int64_t *shape, const float **data,
                    fanyi_error *err);
+
+/* Drops the f32 data of a tensor the caller no longer reads (it was packed):
+ * frees a converted copy, or lets the kernel reclaim the mapped pages. */
+void fy_weights_release(fy_weights *w, const char *name);
 
 /* The first tensor never requested, or NULL. */
 const char *fy_weights_unused(const fy_weights *w);

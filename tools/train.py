@@ -219,8 +219,11 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
 
-    train_src, train_tgt = read_pairs(args.train_src, args.train_tgt, args.train_tsv, args.tsv_columns)
-    valid_src, valid_tgt = read_pairs(args.valid_src, args.valid_tgt, args.valid_tsv, args.tsv_columns)
+    spm_names = ["spm.model"] if args.joint_vocab else ["source.model", "target.model"]
+    have_spm = all(os.path.exists(os.path.join(args.workdir, n)) for n in spm_names)
+    train_src = train_tgt = []
+    if not (args.export_only and have_spm):
+        train_src, train_tgt = read_pairs(args.train_src, args.train_tgt, args.train_tsv, args.tsv_columns)
 
     if args.joint_vocab:
         train_spm(os.path.join(args.workdir, "spm"), train_src + train_tgt, args.joint_vocab, args.spm_type,
@@ -255,6 +258,7 @@ def main(argv=None):
         export(args, cfg, [h[2] for h in best])
         return
 
+    valid_src, valid_tgt = read_pairs(args.valid_src, args.valid_tgt, args.valid_tsv, args.tsv_columns)
     train = encode_corpus(sp_src, sp_tgt, train_src, train_tgt, args.max_positions - 1)
     valid = [(sp_src.encode(s)[: args.max_positions - 1], sp_tgt.encode(t)[: args.max_positions - 1])
              for s, t in zip(valid_src, valid_tgt)]
