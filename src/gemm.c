@@ -29,13 +29,237 @@ int fy_pack(const float *w, int n, int k, fy_packed *out) {
     return 1;
 }
 
+int fy_pack_q8(const int8_t *q, const void *scale_le, int n, int k, fy_packed *out) {
+    size_t panels = (size_t)(n + FY_PANEL - 1) / FY_PANEL;
+    memset(out, 0, sizeof *out);
+    out->n = n;
+    out->k = k;
+    out->k4 = (k + 3) & ~3;
+    size_t bytes = panels * (size_t)out->k4 * FY_PANEL;
+    out->q = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    out->scale = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    out->colsum = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    if (!out->q || !out->scale || !out->colsum) {
+        fy_packed_free(out);
+        return 0;
+    }
+    for (size_t p = 0; p < panels; p++)
+        for (int kq = 0; kq < out->k4 / 4; kq++)
+            for (int c = 0; c < FY_PANEL; c++)
+                for (int j = 0; j < 4; j++) {
+                    size_t col = p * FY_PANEL + (size_t)c;
+                    int kk = kq * 4 + j;
+                    out->q[((p * (size_t)(out->k4 / 4) + (size_t)kq) * FY_PANEL + (size_t)c) * 4 + (size_t)j] =
+                        col < (size_t)n && kk < k ? q[col * (size_t)k + (size_t)kk] : 0;
+                }
+    for (int c = 0; c < n; c++) {
+        int32_t sum = 0;
+        for (int kk = 0; kk < k; kk++) sum += q[(size_t)c * k + kk];
+        out->colsum[c] = 64 * sum;
+        memcpy(&out->scale[c], (const char *)scale_le + 4 * (size_t)c, 4);
+    }
+    return 1;
+}
+
 void fy_packed_free(fy_packed *p) {
     free(p->data);
+    free(p->q);
+    free(p->scale);
+    free(p->colsum);
     p->data = NULL;
+    p->q = NULL;
+    p->scale = NULL;
+    p->colsum = NULL;
 }
 
 size_t fy_packed_bytes(const fy_packed *p) {
-    return (size_t)(p->n + FY_PANEL - 1) / FY_PANEL * (size_t)p->k * FY_PANEL * sizeof(float);
+    size_t panels = (size_t)(p->n + FY_PANEL - 1) / FY_PANEL;
+    if (p->q) return panels * (size_t)p->k4 * FY_PANEL + (size_t)p->n * 8;
+    return panels * (size_t)p->k * FY_PANEL * sizeof(float);
+}
+
+/* ---- int8: activations quantized per row, offset by 64 to unsigned ---- */
+
+enum { Q_BLOCK = 48 }; /* rows quantized at a time (on the stack) */
+
+/* x_q = round-half-even(x * (63 / max|x|)), clamped to [-63, 63], stored + 64.
+ * The vector twin below does exactly the same float operations. */
+static void quantize_tail(const float *x, int from, int k, float inv, uint8_t *xu) {
+    for (int i = from; i < k; i++) {
+        float v = nearbyintf(x[i] * inv);
+        v = v > 63.0f ? 63.0f : v < -63.0f ? -63.0f : v;
+        xu[i] = (uint8_t)((int)v + 64);
+    }
+}
+
+static void quantize_scales(float mx, float *inv, float *sx) {
+    *inv = mx > 0.0f ? 63.0f / mx : 0.0f;
+    *sx = mx > 0.0f ? mx / 63.0f : 1.0f;
+}
+
+static void quantize_row_portable(const float *x, int k, uint8_t *xu, float *sx) {
+    float mx = 0.0f, inv;
+    for (int i = 0; i < k; i++) mx = fabsf(x[i]) > mx ? fabsf(x[i]) : mx;
+    quantize_scales(mx, &inv, sx);
+    quantize_tail(x, 0, k, inv, xu);
+}
+
+#ifdef FY_X86
+__attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, int k, uint8_t *xu, float *sx) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps();
+    int k8 = k & ~7;
+    for (int i = 0; i < k8; i += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+    float lanes[8], mx = 0.0f, inv;
+    _mm256_storeu_ps(lanes, vmax);
+    for (int j = 0; j < 8; j++) mx = lanes[j] > mx ? lanes[j] : mx;
+    for (int i = k8; i < k; i++) mx = fabsf(x[i]) > mx ? fabsf(x[i]) : mx;
+    quantize_scales(mx, &inv, sx);
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i lo = _mm256_set1_epi32(-63), hi = _mm256_set1_epi32(63), off = _mm256_set1_epi32(64);
+    for (int i = 0; i < k8; i += 8) {
+        __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)); /* nearest-even */
+        v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, lo), hi), off);
+        int32_t tmp[8];
+        _mm256_storeu_si256((__m256i *)tmp, v);
+        for (int j = 0; j < 8; j++) xu[i + j] = (uint8_t)tmp[j];
+    }
+    quantize_tail(x, k8, k, inv, xu);
+}
+#endif
+
+static void quantize_row(const float *x, int k, int k4, uint8_t *xu, float *sx) {
+#ifdef FY_X86
+    if (fy_simd_enabled()) quantize_row_avx2(x, k, xu, sx);
+    else
+#endif
+        quantize_row_portable(x, k, xu, sx);
+    for (int i = k; i < k4; i++) xu[i] = 64; /* zero after the offset; the padded weights are 0 too */
+}
+
+/* One row x panel: the exact integer sum, then the two scale multiplications. */
+static void q8_finish(const int32_t *acc, const fy_packed *w, int col0, int cols, float sx, float *y) {
+    for (int c = 0; c < cols; c++) y[c] = ((float)(acc[c] - w->colsum[col0 + c]) * sx) * w->scale[col0 + c];
+}
+
+static void q8_rows_portable(const uint8_t *xu, const float *sx, int rows, const fy_packed *w, int p0, int p1,
+                             float *y, int ldy) {
+    int kq4 = w->k4 / 4;
+    for (int r = 0; r < rows; r++)
+        for (int p = p0; p < p1; p++) {
+            const int8_t *panel = w->q + (size_t)p * kq4 * FY_PANEL * 4;
+            int col0 = p * FY_PANEL, cols = w->n - col0 < FY_PANEL ? w->n - col0 : FY_PANEL;
+            int32_t acc[FY_PANEL] = {0};
+            for (int kq = 0; kq < kq4; kq++)
+                for (int c = 0; c < FY_PANEL; c++)
+                    for (int j = 0; j < 4; j++)
+                        acc[c] += (int32_t)xu[(size_t)r * w->k4 + kq * 4 + j] * panel[((size_t)kq * FY_PANEL + c) * 4 + j];
+            q8_finish(acc, w, col0, cols, sx[r], y + (size_t)r * ldy + col0);
+        }
+}
+
+#ifdef FY_X86
+#define Q8_STEP(r)                                                                                                     \
+    do {                                                                                                               \
+        int32_t word;                                                                                                  \
+        memcpy(&word, xu + (size_t)(r) * k4 + kq * 4, 4);                                                              \
+        __m256i xb = _mm256_set1_epi32(word);                                                                          \
+        a##r##0 = _mm256_add_epi32(a##r##0, _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w0), ones));                    \
+        a##r##1 = _mm256_add_epi32(a##r##1, _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w1), ones));                    \
+    } while (0)
+
+/* 6 rows x 16 columns: u8 (7-bit + 64) x s8 pairs never exceed 2 * 127 * 127, so no saturation. */
+__attribute__((target("avx2"))) static void q8_tile6_avx2(const uint8_t *xu, int k4, const int8_t *panel,
+                                                          int32_t acc_out[6][FY_PANEL]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m256i a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (int kq = 0; kq < k4 / 4; kq++) {
+        __m256i w0 = _mm256_load_si256((const __m256i *)(panel + (size_t)kq * 64));
+        __m256i w1 = _mm256_load_si256((const __m256i *)(panel + (size_t)kq * 64 + 32));
+        Q8_STEP(0);
+        Q8_STEP(1);
+        Q8_STEP(2);
+        Q8_STEP(3);
+        Q8_STEP(4);
+        Q8_STEP(5);
+    }
+    __m256i *out = (__m256i *)acc_out;
+    _mm256_storeu_si256(out + 0, a00), _mm256_storeu_si256(out + 1, a01);
+    _mm256_storeu_si256(out + 2, a10), _mm256_storeu_si256(out + 3, a11);
+    _mm256_storeu_si256(out + 4, a20), _mm256_storeu_si256(out + 5, a21);
+    _mm256_storeu_si256(out + 6, a30), _mm256_storeu_si256(out + 7, a31);
+    _mm256_storeu_si256(out + 8, a40), _mm256_storeu_si256(out + 9, a41);
+    _mm256_storeu_si256(out + 10, a50), _mm256_storeu_si256(out + 11, a51);
+}
+
+/* 1 row x up to 4 panels: eight accumulators keep the units busy for a lone row. */
+__attribute__((target("avx2"))) static void q8_row_avx2(const uint8_t *xu, int k4, const int8_t *panel0,
+                                                        size_t stride, int n_panels, int32_t acc_out[4][FY_PANEL]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[4][2];
+    for (int p = 0; p < 4; p++) acc[p][0] = acc[p][1] = _mm256_setzero_si256();
+    for (int kq = 0; kq < k4 / 4; kq++) {
+        int32_t word;
+        memcpy(&word, xu + kq * 4, 4);
+        __m256i xb = _mm256_set1_epi32(word);
+        for (int p = 0; p < n_panels; p++) {
+            const int8_t *pp = panel0 + p * stride + (size_t)kq * 64;
+            __m256i w0 = _mm256_load_si256((const __m256i *)pp), w1 = _mm256_load_si256((const __m256i *)(pp + 32));
+            acc[p][0] = _mm256_add_epi32(acc[p][0], _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w0), ones));
+            acc[p][1] = _mm256_add_epi32(acc[p][1], _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w1), ones));
+        }
+    }
+    for (int p = 0; p < n_panels; p++) {
+        _mm256_storeu_si256((__m256i *)acc_out[p], acc[p][0]);
+        _mm256_storeu_si256((__m256i *)(acc_out[p] + 8), acc[p][1]);
+    }
+}
+
+__attribute__((target("avx2"))) static void q8_rows_avx2(const uint8_t *xu, const float *sx, int rows,
+                                                         const fy_packed *w, int p0, int p1, float *y, int ldy) {
+    int k4 = w->k4;
+    size_t stride = (size_t)k4 * FY_PANEL;
+    int r = 0;
+    for (; r + 6 <= rows; r += 6)
+        for (int p = p0; p < p1; p++) {
+            int32_t acc[6][FY_PANEL];
+            int col0 = p * FY_PANEL, cols = w->n - col0 < FY_PANEL ? w->n - col0 : FY_PANEL;
+            q8_tile6_avx2(xu + (size_t)r * k4, k4, w->q + (size_t)p * stride, acc);
+            for (int i = 0; i < 6; i++) q8_finish(acc[i], w, col0, cols, sx[r + i], y + (size_t)(r + i) * ldy + col0);
+        }
+    for (; r < rows; r++)
+        for (int p = p0; p < p1; p += 4) {
+            int np = p1 - p < 4 ? p1 - p : 4;
+            int32_t acc[4][FY_PANEL];
+            q8_row_avx2(xu + (size_t)r * k4, k4, w->q + (size_t)p * stride, stride, np, acc);
+            for (int i = 0; i < np; i++) {
+                int col0 = (p + i) * FY_PANEL, cols = w->n - col0 < FY_PANEL ? w->n - col0 : FY_PANEL;
+                q8_finish(acc[i], w, col0, cols, sx[r], y + (size_t)r * ldy + col0);
+            }
+        }
+}
+#endif
+
+/* Panels [p0, p1) of an int8 product, rows quantized Q_BLOCK at a time. */
+static void gemm_q8_panels(const float *x, int M, const fy_packed *w, float *y, int ldy, int p0, int p1) {
+    uint8_t xu[Q_BLOCK * 4096];
+    float sx[Q_BLOCK];
+    int block = w->k4 <= 4096 ? Q_BLOCK : 1;
+    uint8_t *buf = w->k4 <= 4096 ? xu : malloc((size_t)w->k4); /* only for K > 4096 */
+    if (!buf) return;
+    for (int m0 = 0; m0 < M; m0 += block) {
+        int rows = M - m0 < block ? M - m0 : block;
+        for (int r = 0; r < rows; r++) quantize_row(x + (size_t)(m0 + r) * w->k, w->k, w->k4, buf + (size_t)r * w->k4, &sx[r]);
+#ifdef FY_X86
+        if (fy_simd_enabled()) {
+            q8_rows_avx2(buf, sx, rows, w, p0, p1, y + (size_t)m0 * ldy, ldy);
+            continue;
+        }
+#endif
+        q8_rows_portable(buf, sx, rows, w, p0, p1, y + (size_t)m0 * ldy, ldy);
+    }
+    if (buf != xu) free(buf);
 }
 
 /* ---- portable: the same fma chain per element ---- */
@@ -204,10 +428,15 @@ typedef struct {
     float *y;
 } gemm_job;
 
+static void run_panels(const gemm_job *j, int p0, int p1) {
+    if (j->w->q) gemm_q8_panels(j->x, j->M, j->w, j->y, j->ldy, p0, p1);
+    else gemm_panels(j->tile, j->x, j->M, j->w, j->y, j->ldy, p0, p1);
+}
+
 static void gemm_task(void *ctx, int task) {
     const gemm_job *j = ctx;
     int p0 = task * j->per_task, p1 = p0 + j->per_task < j->panels ? p0 + j->per_task : j->panels;
-    gemm_panels(j->tile, j->x, j->M, j->w, j->y, j->ldy, p0, p1);
+    run_panels(j, p0, p1);
 }
 
 /* Below this many multiply-adds, waking threads costs more than it saves. */
@@ -215,13 +444,13 @@ enum { PARALLEL_MIN_WORK = 1 << 20 };
 
 void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy, fy_pool *pool) {
     int panels = (w->n + FY_PANEL - 1) / FY_PANEL, threads = fy_pool_threads(pool);
-    tile_fn tile = pick_tile();
+    gemm_job job = {pick_tile(), x, M, ldy, panels, panels, w, y};
     if (threads <= 1 || (double)M * w->n * w->k < PARALLEL_MIN_WORK || panels < 2) {
-        gemm_panels(tile, x, M, w, y, ldy, 0, panels);
+        run_panels(&job, 0, panels);
         return;
     }
     int tasks = threads * 4 < panels ? threads * 4 : panels;
-    gemm_job job = {tile, x, M, ldy, panels, (panels + tasks - 1) / tasks, w, y};
+    job.per_task = (panels + tasks - 1) / tasks;
     fy_pool_run(pool, gemm_task, &job, (panels + job.per_task - 1) / job.per_task);
 }
 

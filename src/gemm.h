@@ -19,18 +19,32 @@
 #define FANYI_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pool.h"
 
 #define FY_PANEL 16
 
 typedef struct fy_packed {
-    float *data; /* ceil(n / FY_PANEL) panels of [k][FY_PANEL] */
-    int n, k;
+    float *data;    /* f32: ceil(n / FY_PANEL) panels of [k][FY_PANEL] */
+    int8_t *q;      /* int8: panels of [k4 / 4][FY_PANEL][4], k padded to k4 with zeros */
+    float *scale;   /* int8: per output column */
+    int32_t *colsum; /* int8: 64 * sum_k q[n][k], the correction for offset activations */
+    int n, k, k4;
 } fy_packed;
 
 /* Packs w [n, k]; returns 0 on allocation failure. */
 int fy_pack(const float *w, int n, int k, fy_packed *out);
+
+/*
+ * Packs int8 weights q [n, k] with per-row (output column) scales. fy_gemm
+ * then computes, for each row of x: s_x = max|x| / 63 (1 if x is all zeros),
+ * x_q = round-half-even(x / s_x) in [-63, 63], and
+ * y[n] = ((float)sum_k x_q[k] q[n][k] * s_x) * scale[n] -- integer sums are
+ * exact, so this too depends on nothing but the row and the weights.
+ * Activations use 7 bits so that AVX2's u8 x s8 pair products never saturate.
+ */
+int fy_pack_q8(const int8_t *q, const void *scale_le, int n, int k, fy_packed *out); /* scales: n little-endian f32, any alignment */
 void fy_packed_free(fy_packed *p);
 size_t fy_packed_bytes(const fy_packed *p);
 

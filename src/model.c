@@ -26,10 +26,26 @@ static void pack(binder *b, const float *w, int out, int in, fy_packed *p, const
     if (!b->rc && !fy_pack(w, out, in, p)) b->rc = fy_fail(b->err, FANYI_ERR_MEMORY, "out of memory packing '%s'", name);
 }
 
+/* Packs matrix `name` [out, in] for fy_gemm: I8 tensors stay int8 (int8
+ * semantics, see gemm.h), others become f32 panels. */
+static void bind_matrix(binder *b, const char *name, int out, int in, fy_packed *p) {
+    if (b->rc) return;
+    const fy_tensor *t = fy_weights_find(b->w, name);
+    if (t && t->dtype == FY_I8) {
+        const int8_t *q;
+        const void *scales;
+        b->rc = fy_weights_q8(b->w, name, out, in, &q, &scales, b->err);
+        if (!b->rc && !fy_pack_q8(q, scales, out, in, p))
+            b->rc = fy_fail(b->err, FANYI_ERR_MEMORY, "out of memory packing '%s'", name);
+        return;
+    }
+    pack(b, bind(b, name, 2, out, in), out, in, p, name);
+}
+
 static void bind_lin(binder *b, fy_lin *l, const char *prefix, int out, int in) {
     char name[384];
     snprintf(name, sizeof name, "%s.weight", prefix);
-    pack(b, bind(b, name, 2, out, in), out, in, &l->w, name);
+    bind_matrix(b, name, out, in, &l->w);
     if (!b->rc) fy_weights_release(b->w, name); /* only the packed copy is read from now on */
     snprintf(name, sizeof name, "%s.bias", prefix);
     l->b = bind(b, name, 1, out, 0);
@@ -74,8 +90,9 @@ static int bind_all(fy_model *m, fanyi_error *err) {
     int d = c->d_model;
     m->src_embed = bind(&b, "src_embed.weight", 2, c->src_vocab_size, d);
     m->tgt_embed = c->shared_embeddings ? m->src_embed : bind(&b, "tgt_embed.weight", 2, c->tgt_vocab_size, d);
-    const float *out_w = c->tied_output ? m->tgt_embed : bind(&b, "output.weight", 2, c->tgt_vocab_size, d);
-    pack(&b, out_w, c->tgt_vocab_size, d, &m->out_proj, "output projection");
+    const char *out_name = !c->tied_output ? "output.weight" : c->shared_embeddings ? "src_embed.weight"
+                                                                                      : "tgt_embed.weight";
+    bind_matrix(&b, out_name, c->tgt_vocab_size, d, &m->out_proj);
     if (!b.rc && !c->tied_output) fy_weights_release(m->weights, "output.weight");
     m->logits_bias = c->logits_bias ? bind(&b, "logits_bias", 1, c->tgt_vocab_size, 0) : NULL;
     if (c->positions == FY_POS_LEARNED) {

@@ -129,10 +129,37 @@ static float sum_exp(const float *x, int n, float shift, float *out) {
     return sum_exp_scalar(x, n, shift, out);
 }
 
-static float max_of(const float *x, int n) {
+static float max_scalar(const float *x, int n) {
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     return mx;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static float max_avx2(const float *x, int n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int n8 = n & ~7;
+    for (int i = 0; i < n8; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float lane[8];
+    _mm256_storeu_ps(lane, m);
+    float mx = max_scalar(lane, 8), rest = max_scalar(x + n8, n - n8);
+    return rest > mx ? rest : mx;
+}
+
+__attribute__((target("avx2"))) static void sub_avx2(float *x, int n, float v) {
+    __m256 s = _mm256_set1_ps(v);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    for (; i < n; i++) x[i] -= v;
+}
+#endif
+
+/* The maximum is exact in any order; no NaN reaches here (finite logits). */
+static float max_of(const float *x, int n) {
+#if defined(__x86_64__)
+    if (fy_simd_enabled()) return max_avx2(x, n);
+#endif
+    return max_scalar(x, n);
 }
 
 void fy_softmax(float *x, int n) {
@@ -143,6 +170,12 @@ void fy_softmax(float *x, int n) {
 void fy_log_softmax(float *x, int n) {
     float mx = max_of(x, n);
     float lse = mx + logf(sum_exp(x, n, mx, NULL));
+#if defined(__x86_64__)
+    if (fy_simd_enabled()) {
+        sub_avx2(x, n, lse);
+        return;
+    }
+#endif
     for (int i = 0; i < n; i++) x[i] -= lse;
 }
 

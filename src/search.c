@@ -131,15 +131,21 @@ static void finish(search_state *s, const fy_search_opts *o, int sent, int paren
     s->beam_left[sent]--;
 }
 
+/* Offers every allowed token of one row; candidates arrive in increasing token order. */
+static void offer_row(search_state *s, const float *lp, float row_lp, int row, int k, int *n_cand) {
+    for (int v = 0; v < s->vocab; v++) {
+        /* Cheap test first: below the current k-th best, nothing changes. */
+        float total = row_lp + lp[v];
+        if (*n_cand == k && !(total > s->cand[k - 1].total)) continue;
+        if (!s->forbidden[v] && lp[v] != -INFINITY) offer(s->cand, n_cand, k, total, row, v);
+    }
+}
+
 /* Chooses the extensions of rows [first, end) of sentence `sent` at step t; returns rows written to next_*. */
 static int select_sentence(search_state *s, const fy_config *c, const fy_search_opts *o, int sent, int first, int end,
                            int t, int n_next) {
     int k = s->beam_left[sent], n_cand = 0;
-    for (int r = first; r < end; r++) {
-        const float *lp = s->logprobs + (size_t)r * s->vocab;
-        for (int v = 0; v < s->vocab; v++)
-            if (!s->forbidden[v] && lp[v] != -INFINITY) offer(s->cand, &n_cand, k, s->row_lp[r] + lp[v], r, v);
-    }
+    for (int r = first; r < end; r++) offer_row(s, s->logprobs + (size_t)r * s->vocab, s->row_lp[r], r, k, &n_cand);
     for (int i = 0; i < n_cand; i++) {
         const candidate *cd = &s->cand[i];
         if (cd->token == c->eos_id) finish(s, o, sent, cd->row, t, cd->token, 0, cd->total);

@@ -244,7 +244,8 @@ static int check_shape(fy_weights *w, const fy_tensor *t, int rank, const int64_
     return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s' has shape %s, the config implies %s", w->path, t->name, got, want);
 }
 
-static int dequantize(fy_weights *w, fy_tensor *t, float *out, fanyi_error *err) {
+/* The F32 per-row scales of I8 tensor t, checked. */
+static int find_scales(fy_weights *w, fy_tensor *t, fy_tensor **out, fanyi_error *err) {
     char scale_name[512];
     snprintf(scale_name, sizeof scale_name, "%s.scale", t->name);
     fy_tensor *s = (fy_tensor *)fy_weights_find(w, scale_name);
@@ -252,14 +253,43 @@ static int dequantize(fy_weights *w, fy_tensor *t, float *out, fanyi_error *err)
     if (t->rank != 2 || s->dtype != FY_F32 || s->rank != 1 || s->shape[0] != t->shape[0])
         return fy_fail(err, FANYI_ERR_MODEL, "%s: '%s' must be F32 of shape [%lld] (one scale per row of '%s')", w->path,
                        scale_name, (long long)(t->rank ? t->shape[0] : 0), t->name);
+    const uint8_t *sb = w->data + s->begin;
+    for (int64_t r = 0; r < s->shape[0]; r++) {
+        float scale;
+        memcpy(&scale, sb + 4 * r, 4);
+        if (!isfinite(scale)) return fy_fail(err, FANYI_ERR_MODEL, "%s: '%s' row %lld: scale is not finite", w->path, scale_name, (long long)r);
+    }
     s->used = 1;
+    *out = s;
+    return FANYI_OK;
+}
+
+int fy_weights_q8(fy_weights *w, const char *name, int64_t rows, int64_t cols, const int8_t **q,
+                  const void **scales, fanyi_error *err) {
+    fy_tensor *t = (fy_tensor *)fy_weights_find(w, name);
+    if (!t) return fy_fail(err, FANYI_ERR_MODEL, "%s: missing tensor '%s'", w->path, name);
+    int64_t shape[2] = {rows, cols};
+    int rc = check_shape(w, t, 2, shape, err);
+    if (rc) return rc;
+    if (t->dtype != FY_I8) return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s' is not I8", w->path, name);
+    fy_tensor *s;
+    if ((rc = find_scales(w, t, &s, err))) return rc;
+    t->used = 1;
+    *q = (const int8_t *)(w->data + t->begin);
+    *scales = w->data + s->begin;
+    return FANYI_OK;
+}
+
+static int dequantize(fy_weights *w, fy_tensor *t, float *out, fanyi_error *err) {
+    fy_tensor *s;
+    int rc = find_scales(w, t, &s, err);
+    if (rc) return rc;
     const int8_t *q = (const int8_t *)(w->data + t->begin);
     const uint8_t *sb = w->data + s->begin;
     size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
     for (size_t r = 0; r < rows; r++) {
         float scale;
         memcpy(&scale, sb + 4 * r, 4);
-        if (!isfinite(scale)) return fy_fail(err, FANYI_ERR_MODEL, "%s: '%s' row %zu: scale is not finite", w->path, scale_name, r);
         for (size_t c = 0; c < cols; c++) out[r * cols + c] = (float)q[r * cols + c] * scale;
     }
     return FANYI_OK;

@@ -43,6 +43,12 @@ int fy_weights_has(const fy_weights *w, const char *name);
 int fy_weights_f32(fy_weights *w, const char *name, int rank, const int64_t *shape, const float **data,
                    fanyi_error *err);
 
+/* For an I8 matrix [rows, cols]: its raw int8 data and its per-row scales
+ * (rows little-endian f32, unaligned). FANYI_ERR_MODEL if it is not I8 or
+ * not of that shape. Marks both tensors used. */
+int fy_weights_q8(fy_weights *w, const char *name, int64_t rows, int64_t cols, const int8_t **q,
+                  const void **scales, fanyi_error *err);
+
 /* Drops the f32 data of a tensor the caller no longer reads (it was packed):
  * frees a converted copy, or lets the kernel reclaim the mapped pages. */
 void fy_weights_release(fy_weights *w, const char *name);

@@ -25,8 +25,8 @@ SOURCES = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14, 15, 16], [17], [3, 3, 3, 3], [2
 
 
 def _check_logprobs(model_dir, tol=1e-4):
-    cfg, state = load_model_dir(model_dir)
-    model = build(cfg, state)
+    cfg, state, quantized = load_model_dir(model_dir, with_quantized=True)
+    model = build(cfg, state, quantized)
     rng = random.Random(1)
     pairs = [(s, [rng.randrange(3, cfg.tgt_vocab_size) for _ in range(rng.randrange(0, 7))]) for s in SOURCES]
     pairs_file = os.path.join(model_dir, "pairs.txt")
@@ -53,7 +53,7 @@ def _cli_nbest(model_dir, sources, beam, nbest, extra=()):
     return [json.loads(line) for line in p.stdout.decode().splitlines()]
 
 
-def _check_search(model, model_dir, beam, nbest, max_length=20):
+def _check_search(model, model_dir, beam, nbest, max_length=20, tol=1e-4):
     ref = translate(model, SOURCES, Options(beam_size=beam, nbest=nbest, max_length=max_length))
     got = _cli_nbest(model_dir, SOURCES, beam, nbest, ["--max-length", str(max_length)])
     assert len(got) == len(SOURCES)
@@ -61,7 +61,7 @@ def _check_search(model, model_dir, beam, nbest, max_length=20):
         assert len(g["nbest"]) == len(r), f"sentence {i}: {len(g['nbest'])} hypotheses, reference {len(r)}"
         for h_ref, h in zip(r, g["nbest"]):
             assert h["translation"] == h_ref.tokens, f"sentence {i} beam {beam}: {h['translation']} != {h_ref.tokens}"
-            assert abs(h["score"] - h_ref.score) < 1e-4, f"sentence {i}: score {h['score']} != {h_ref.score}"
+            assert abs(h["score"] - h_ref.score) < tol, f"sentence {i}: score {h['score']} != {h_ref.score}"
 
 
 def test_variants_logprobs_and_search():
@@ -73,13 +73,20 @@ def test_variants_logprobs_and_search():
         _check_search(model, d, beam=4, nbest=3)
 
 
+# int8 layers quantize their input rows: an activation within 1e-7 of a rounding
+# boundary can round the other way in C and in PyTorch (their exp and attention
+# round differently), moving a log-probability by ~1e-4. int8 is held to 1e-3.
+INT8_TOL = 1e-3
+
+
 def test_f16_and_int8_storage():
-    """f16 and int8 files load, and the engine computes exactly what the reference computes on them."""
+    """f16 and int8 files load, and the engine computes what the reference computes on them (int8: int8 semantics)."""
     for dtype in ("f16", "int8"):
         d = os.path.join(tmpdir(), dtype)
         random_model(d, seed=7, dtype=dtype, norm="pre", encoder_final_norm=True, decoder_final_norm=True)
-        model = _check_logprobs(d)
-        _check_search(model, d, beam=3, nbest=2)
+        tol = INT8_TOL if dtype == "int8" else 1e-4
+        model = _check_logprobs(d, tol=tol)
+        _check_search(model, d, beam=3, nbest=2, tol=tol)
 
 
 def test_batch_invariance():

@@ -69,8 +69,11 @@ def torch_worker(args):
     from fanyi_ref import build, load_model_dir
     from fanyi_ref.search import Options, translate
     import sentencepiece as spm
-    cfg, state = load_model_dir(args.model)
+    cfg, state, quantized = load_model_dir(args.model, with_quantized=True)
     model = build(cfg, state).eval()
+    if quantized:
+        # What a PyTorch user does for int8: dynamic quantization of the Linear layers (fbgemm).
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     sp_src = spm.SentencePieceProcessor(model_file=os.path.join(args.model, cfg.source_spm))
     sp_tgt = spm.SentencePieceProcessor(model_file=os.path.join(args.model, cfg.target_spm))
     lines = sys.stdin.read().split("\n")[:-1]

@@ -32,6 +32,20 @@ def sinusoidal_table(n_pos: int, d: int, layout: str) -> torch.Tensor:
     return pe.float()
 
 
+def q8_linear(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias=None) -> torch.Tensor:
+    """A linear layer with int8 weights, exactly as the C engine computes it (src/gemm.h):
+    each row of x is quantized to [-63, 63] with x * (63 / max|x|) rounded half to even,
+    the integer products are summed exactly, then scaled by (max|x| / 63) and the row scale."""
+    mx = x.abs().amax(dim=-1, keepdim=True)
+    safe = torch.where(mx > 0, mx, torch.ones_like(mx))
+    inv = torch.where(mx > 0, 63.0 / safe, torch.zeros_like(mx))
+    sx = torch.where(mx > 0, safe / 63.0, torch.ones_like(mx))
+    xq = torch.round(x * inv).clamp(-63, 63)
+    acc = torch.matmul(xq.double(), q.double().t())  # exact: integers far below 2**53
+    y = (acc.float() * sx) * scale
+    return y + bias if bias is not None else y
+
+
 class Attention(nn.Module):
     def __init__(self, d: int, heads: int, dropout: float = 0.0):
         super().__init__()
@@ -166,7 +180,25 @@ class Transformer(nn.Module):
             x = F.dropout(x, self.dropout)
         return x
 
+    def output_weight_name(self) -> str:
+        if not self.cfg.tied_output:
+            return "output.weight"
+        return "src_embed.weight" if self.cfg.shared_embeddings else "tgt_embed.weight"
+
+    def use_int8(self, quantized: Dict[str, tuple]):
+        """Makes every linear layer whose weight is stored as I8 compute with int8 semantics."""
+        self.q8 = {name: (q, s) for name, (q, s) in quantized.items()}
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear) and name + ".weight" in self.q8:
+                q, scale = self.q8[name + ".weight"]
+                module.forward = (lambda x, q=q, scale=scale, m=module: q8_linear(x, q, scale, m.bias))
+        return self
+
     def logits(self, h: torch.Tensor) -> torch.Tensor:
+        q8 = getattr(self, "q8", {}).get(self.output_weight_name())
+        if q8 is not None:
+            out = q8_linear(h, q8[0], q8[1])
+            return out + self.logits_bias if self.cfg.logits_bias else out
         w = self.target_embedding.weight if self.cfg.tied_output else self.output.weight
         out = F.linear(h, w)
         if self.cfg.logits_bias:
@@ -259,12 +291,17 @@ class Transformer(nn.Module):
         return torch.log_softmax(self.logits(x[:, 0]), dim=-1)
 
 
-def build(cfg: Config, state: Optional[Dict[str, torch.Tensor]] = None, **dropouts) -> Transformer:
+def build(cfg: Config, state: Optional[Dict[str, torch.Tensor]] = None, quantized: Optional[Dict] = None,
+          **dropouts) -> Transformer:
+    """The model for cfg, with state loaded; quantized (I8 matrices from
+    load_model_dir(..., with_quantized=True)) switches those layers to int8 semantics."""
     model = Transformer(cfg, **dropouts)
     if state is not None:
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+    if quantized:
+        model.use_int8(quantized)
     return model
 
 

@@ -191,6 +191,12 @@ def decode_state(tensors: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
+def quantized_matrices(tensors: Dict[str, torch.Tensor]) -> Dict[str, tuple]:
+    """The I8 matrices of a weights file: name -> (int8 tensor, f32 per-row scales)."""
+    return {name: (t, tensors[name + ".scale"]) for name, t in tensors.items()
+            if t.dtype == torch.int8 and name + ".scale" in tensors}
+
+
 def save_model_dir(path: str, config: Config, state: Dict[str, torch.Tensor], dtype: str = "f32",
                    extra_files: Optional[Dict[str, str]] = None):
     """Writes config.json and the weights; extra_files maps name -> source path to copy."""
@@ -206,9 +212,12 @@ def save_model_dir(path: str, config: Config, state: Dict[str, torch.Tensor], dt
         f.write("\n")
 
 
-def load_model_dir(path: str):
-    """Returns (Config, f32 state dict)."""
+def load_model_dir(path: str, with_quantized: bool = False):
+    """Returns (Config, f32 state dict), and with_quantized also the I8 matrices
+    (name -> (int8, scales)), which the engine multiplies with int8 semantics."""
     with open(os.path.join(path, "config.json")) as f:
         config = Config.from_json(json.load(f))
     tensors = read_safetensors(os.path.join(path, config.weights))
+    if with_quantized:
+        return config, decode_state(tensors), quantized_matrices(tensors)
     return config, decode_state(tensors)
