@@ -59,10 +59,13 @@ $(BUILD)/unit_tests: tests/unit_tests.c $(BUILD)/libfanyi.a
 $(BUILD)/dump_logprobs: tests/dump_logprobs.c $(BUILD)/libfanyi.a
 	$(CC) $(ALL_CFLAGS) -Isrc $(ALL_LDFLAGS) -o $@ tests/dump_logprobs.c $(BUILD)/libfanyi.a $(LIBS)
 
+$(BUILD)/api_example: tests/api_example.c $(BUILD)/libfanyi.a
+	$(CC) $(ALL_CFLAGS) -Isrc $(ALL_LDFLAGS) -o $@ tests/api_example.c $(BUILD)/libfanyi.a $(LIBS)
+
 run: $(BIN)
 	./$(BIN) data/sample.en
 
-test: $(BIN) $(BUILD)/unit_tests $(BUILD)/dump_logprobs
+test: $(BIN) $(BUILD)/unit_tests $(BUILD)/dump_logprobs $(BUILD)/api_example
 	@sh tools/ensure-deps.sh test
 	@FANYI_BIN=./$(BIN) FANYI_BUILD=$(BUILD) $(PYTHON) tests/run_tests.py $(TESTS)
 

@@ -1,0 +1,27 @@
+"""The public C API (src/fanyi.h), used by a program that knows nothing else of fanyi."""
+
+import os
+import subprocess
+
+from helpers import BUILD, run, text_model, tmpdir
+
+
+def test_embedding_program_matches_cli():
+    d = os.path.join(tmpdir(), "m")
+    text_model(d, seed=3)
+    p = subprocess.run([os.path.join(BUILD, "api_example"), d], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "sentence 0: 2 hypotheses" and "sentence 1: 0 hypotheses" in lines
+    cli = run(["-m", d, "--beam", "4", "--nbest", "2"], "a man rides a horse\n", check=0).stdout.decode()
+    cli_hyps = [(float(x.split(" ||| ")[2]), x.split(" ||| ")[1]) for x in cli.splitlines()]
+    api_hyps = [(float(x.split("\t")[0]), x.split("\t", 1)[1]) for x in lines[1:3]]
+    assert [h for _, h in api_hyps] == [h for _, h in cli_hyps]
+    assert all(abs(a - b) < 1e-5 for (a, _), (b, _) in zip(api_hyps, cli_hyps))
+    assert lines[-1].startswith("nbest > beam: code 1, message: n-best 9 is larger than the beam size 4")
+
+
+def test_load_error_through_api():
+    p = subprocess.run([os.path.join(BUILD, "api_example"), os.path.join(tmpdir(), "none")], capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "load failed (2)" in p.stderr and "config.json" in p.stderr
