@@ -23,6 +23,19 @@ int fy_mul_size(size_t a, size_t b, size_t *out) {
     return 1;
 }
 
+int fy_grow(void *buf, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 1;
+    size_t n = *cap ? *cap : 16;
+    while (n < need) n *= 2;
+    size_t bytes;
+    if (!fy_mul_size(n, elem, &bytes)) return 0;
+    void *p = realloc(*(void **)buf, bytes);
+    if (!p) return 0;
+    *(void **)buf = p;
+    *cap = n;
+    return 1;
+}
+
 void *fy_calloc(size_t n, size_t size, fanyi_error *err, const char *what) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) fy_fail(err, FANYI_ERR_MEMORY, "out of memory allocating %s (%zu x %zu bytes)", what, n, size);

@@ -27,6 +27,10 @@ int fy_mul_size(size_t a, size_t b, size_t *out);
 /* Allocation that reports failure through err (NULL returned). */
 void *fy_calloc(size_t n, size_t size, fanyi_error *err, const char *what);
 
+/* Makes room for `need` elements of `elem` bytes in a growable array *buf of
+ * capacity *cap (doubling); returns 0 if memory runs out (*buf unchanged). */
+int fy_grow(void *buf, size_t *cap, size_t need, size_t elem);
+
 /* Reads a whole (small) file; caller frees *data. */
 int fy_read_file(const char *path, char **data, size_t *size, fanyi_error *err);
 

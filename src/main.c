@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "fanyi.h"
+#include "common.h"
 #include "lineio.h"
 #include "tokenizer.h"
 
@@ -42,10 +43,11 @@ typedef struct {
 
 /* One batch of input lines, copied out of the reader's buffer. */
 typedef struct {
-    char **lines;
+    char **lines; /* parallel to lens and line_numbers, as the API takes them */
     size_t *lens;
     long *line_numbers;
-    int n, cap;
+    int n;
+    size_t cap_lines, cap_lens, cap_numbers;
 } batch;
 
 static const char *prog = "fanyi";
@@ -355,17 +357,11 @@ static void progress_show(progress *p, int final) {
 /* ---- input ---------------------------------------------------------------- */
 
 static int batch_add(batch *b, const char *line, size_t len, long number) {
-    if (b->n == b->cap) {
-        int cap = b->cap ? b->cap * 2 : 64;
-        char **l = realloc(b->lines, sizeof *l * (size_t)cap);
-        if (l) b->lines = l;
-        size_t *n = realloc(b->lens, sizeof *n * (size_t)cap);
-        if (n) b->lens = n;
-        long *ln = realloc(b->line_numbers, sizeof *ln * (size_t)cap);
-        if (ln) b->line_numbers = ln;
-        if (!l || !n || !ln) return 0;
-        b->cap = cap;
-    }
+    size_t need = (size_t)b->n + 1;
+    if (!fy_grow(&b->lines, &b->cap_lines, need, sizeof *b->lines) ||
+        !fy_grow(&b->lens, &b->cap_lens, need, sizeof *b->lens) ||
+        !fy_grow(&b->line_numbers, &b->cap_numbers, need, sizeof *b->line_numbers))
+        return 0;
     char *copy = malloc(len + 1);
     if (!copy) return 0;
     memcpy(copy, line, len);
@@ -384,9 +380,7 @@ static void batch_clear(batch *b) {
 
 /* Parses a line of space-separated ids; returns 0 and names the problem on error. */
 static int parse_ids(const char *line, size_t len, int **ids, int *n, char *why, size_t why_cap) {
-    int cap = 16, count = 0;
-    int *v = malloc(sizeof *v * (size_t)cap);
-    if (!v) return snprintf(why, why_cap, "out of memory"), 0;
+    fy_ids v = {0};
     const char *p = line, *end = line + len;
     while (p < end) {
         while (p < end && (*p == ' ' || *p == '\t')) p++;
@@ -396,20 +390,15 @@ static int parse_ids(const char *line, size_t len, int **ids, int *n, char *why,
         long x = strtol(p, &stop, 10);
         if (stop == p || errno || x < 0 || x > INT_MAX || (stop < end && *stop != ' ' && *stop != '\t')) {
             snprintf(why, why_cap, "'%.*s' is not a token id", (int)(end - p > 20 ? 20 : end - p), p);
-            free(v);
+            free(v.ids);
             return 0;
         }
-        if (count == cap) {
-            int *nv = realloc(v, sizeof *v * (size_t)(cap *= 2));
-            if (!nv) return free(v), snprintf(why, why_cap, "out of memory"), 0;
-            v = nv;
-        }
-        v[count++] = (int)x;
+        if (!fy_ids_push(&v, (int)x)) return free(v.ids), snprintf(why, why_cap, "out of memory"), 0;
         p = stop;
     }
-    *ids = v;
-    *n = count;
-    return 1;
+    *ids = v.ids ? v.ids : malloc(sizeof(int));
+    *n = (int)v.n;
+    return *ids != NULL;
 }
 
 static int translate_batch(const fanyi_model *model, const cli_options *o, batch *b, FILE *out, const char *input_name,

@@ -486,26 +486,13 @@ int fy_tokenizer_size(const fy_tokenizer *t) { return t->has_vocab ? t->n_model 
 /* ---- growable buffers ------------------------------------------------------ */
 
 int fy_ids_push(fy_ids *v, int id) {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        int *p = realloc(v->ids, cap * sizeof *p);
-        if (!p) return 0;
-        v->ids = p;
-        v->cap = cap;
-    }
+    if (!fy_grow(&v->ids, &v->cap, v->n + 1, sizeof *v->ids)) return 0;
     v->ids[v->n++] = id;
     return 1;
 }
 
 int fy_text_append(fy_text *t, const char *s, size_t n) {
-    if (t->n + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->n + n + 1) cap *= 2;
-        char *p = realloc(t->s, cap);
-        if (!p) return 0;
-        t->s = p;
-        t->cap = cap;
-    }
+    if (!fy_grow(&t->s, &t->cap, t->n + n + 1, 1)) return 0;
     memcpy(t->s + t->n, s, n);
     t->n += n;
     t->s[t->n] = '\0';
@@ -637,13 +624,7 @@ typedef struct {
 } segments;
 
 static int seg_push(segments *s, uint32_t begin, uint32_t len, int id) {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        segment *p = realloc(s->v, cap * sizeof *p);
-        if (!p) return 0;
-        s->v = p;
-        s->cap = cap;
-    }
+    if (!fy_grow(&s->v, &s->cap, s->n + 1, sizeof *s->v)) return 0;
     s->v[s->n++] = (segment){begin, len, id};
     return 1;
 }
@@ -734,13 +715,7 @@ typedef struct {
 } pair_heap;
 
 static int heap_push(pair_heap *h, bpe_pair p) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bpe_pair *q = realloc(h->v, cap * sizeof *q);
-        if (!q) return 0;
-        h->v = q;
-        h->cap = cap;
-    }
+    if (!fy_grow(&h->v, &h->cap, h->n + 1, sizeof *h->v)) return 0;
     size_t i = h->n++;
     while (i > 0 && pair_before(&p, &h->v[(i - 1) / 2])) {
         h->v[i] = h->v[(i - 1) / 2];
@@ -782,13 +757,7 @@ static int bpe_add_pair(const fy_tokenizer *t, const char *s, const bpe_symbol *
     int id = strmap_get(&t->normal, s + sym[left].begin, size);
     if (id < 0) return 1;
     if (t->pieces[id].type == P_UNUSED) {
-        if (log->n == log->cap) {
-            size_t cap = log->cap ? log->cap * 2 : 16;
-            bpe_merge *p = realloc(log->v, cap * sizeof *p);
-            if (!p) return 0;
-            log->v = p;
-            log->cap = cap;
-        }
+        if (!fy_grow(&log->v, &log->cap, log->n + 1, sizeof *log->v)) return 0;
         log->v[log->n++] = (bpe_merge){sym[left].begin, size, sym[left].len};
     }
     return heap_push(h, (bpe_pair){left, right, t->pieces[id].score, size});

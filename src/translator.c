@@ -187,29 +187,24 @@ static int detokenize(const fanyi_model *fm, fanyi_result *results, int n, fanyi
 
 /* The pieces a line is translated in: token ids and the line they belong to. */
 typedef struct {
-    fy_ids *ids;
-    int *line;
-    int n, cap;
+    fy_ids ids;
+    int line;
+} segment;
+
+typedef struct {
+    segment *v;
+    size_t n, cap;
 } segments;
 
 static fy_ids *segment_add(segments *sg, int line) {
-    if (sg->n == sg->cap) {
-        int cap = sg->cap ? sg->cap * 2 : 64;
-        fy_ids *ids = realloc(sg->ids, sizeof *ids * (size_t)cap);
-        if (ids) sg->ids = ids;
-        int *l = realloc(sg->line, sizeof *l * (size_t)cap);
-        if (l) sg->line = l;
-        if (!ids || !l) return NULL;
-        sg->cap = cap;
-    }
-    sg->line[sg->n] = line;
-    sg->ids[sg->n] = (fy_ids){0};
-    return &sg->ids[sg->n++];
+    if (!fy_grow(&sg->v, &sg->cap, sg->n + 1, sizeof *sg->v)) return NULL;
+    sg->v[sg->n] = (segment){{0}, line};
+    return &sg->v[sg->n++].ids;
 }
 
 static void segments_free(segments *sg) {
-    for (int i = 0; i < sg->n; i++) free(sg->ids[i].ids);
-    free(sg->ids), free(sg->line);
+    for (size_t i = 0; i < sg->n; i++) free(sg->v[i].ids.ids);
+    free(sg->v);
 }
 
 /* Adds ids as pieces of at most cap tokens. */
@@ -291,24 +286,25 @@ int fanyi_translate_text(const fanyi_model *fm, const char *const *lines, const 
     int rc = warnings ? FANYI_OK : FANYI_ERR_MEMORY;
     int split = opts && opts->split_sentences;
     for (int i = 0; !rc && i < n; i++) {
-        int before = sg.n;
+        size_t before = sg.n;
         rc = segment_line(fm, lines[i], line_len[i], i, split, &sg, &warnings[i], err);
         if (!rc && sg.n == before && !segment_add(&sg, i)) rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
     }
-    const int **src = rc ? NULL : fy_calloc((size_t)sg.n + 1, sizeof *src, err, "segments");
-    int *len = rc ? NULL : fy_calloc((size_t)sg.n + 1, sizeof *len, err, "segments");
+    int n_seg = (int)sg.n;
+    const int **src = rc ? NULL : fy_calloc(sg.n + 1, sizeof *src, err, "segments");
+    int *len = rc ? NULL : fy_calloc(sg.n + 1, sizeof *len, err, "segments");
     if (!rc && (!src || !len)) rc = FANYI_ERR_MEMORY;
-    for (int k = 0; !rc && k < sg.n; k++) {
-        src[k] = sg.ids[k].ids;
-        len[k] = (int)sg.ids[k].n;
+    for (int k = 0; !rc && k < n_seg; k++) {
+        src[k] = sg.v[k].ids.ids;
+        len[k] = (int)sg.v[k].ids.n;
     }
     fanyi_result *pieces = NULL, *results = NULL;
-    if (!rc) rc = fanyi_translate_ids(fm, src, len, sg.n, opts, &pieces, err);
-    if (!rc) rc = detokenize(fm, pieces, sg.n, err);
+    if (!rc) rc = fanyi_translate_ids(fm, src, len, n_seg, opts, &pieces, err);
+    if (!rc) rc = detokenize(fm, pieces, n_seg, err);
     if (!rc && !(results = fy_calloc((size_t)n, sizeof *results, err, "results"))) rc = FANYI_ERR_MEMORY;
     for (int k = 0, i = 0; !rc && i < n; i++) {
         int first = k;
-        while (k < sg.n && sg.line[k] == i) k++;
+        while (k < n_seg && sg.v[k].line == i) k++;
         if (k - first == 1 && !(warnings[i] >> 8)) {
             results[i] = pieces[first]; /* take over the single segment's result */
             pieces[first] = (fanyi_result){0};
@@ -316,7 +312,7 @@ int fanyi_translate_text(const fanyi_model *fm, const char *const *lines, const 
             rc = join_segments(pieces + first, k - first, &results[i], err);
         results[i].warnings |= (warnings[i] & FY_TOK_INVALID_UTF8 ? FANYI_WARN_INVALID_UTF8 : 0) | (warnings[i] >> 8);
     }
-    fanyi_results_free(pieces, pieces ? sg.n : 0);
+    fanyi_results_free(pieces, pieces ? n_seg : 0);
     if (rc) fanyi_results_free(results, results ? n : 0);
     else *out = results;
     segments_free(&sg);

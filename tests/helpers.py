@@ -91,3 +91,24 @@ def text_model(path, seed=0, **overrides):
     cfg = random_model(path, seed=seed, **args)
     shutil.copy(spm_model, os.path.join(path, "spm.model"))
     return cfg
+
+
+_CACHE = {}
+
+
+def cached(key, factory):
+    """A fixture built once per test run (a model directory, say): factory() the first time."""
+    if key not in _CACHE:
+        _CACHE[key] = factory()
+    return _CACHE[key]
+
+
+def c_logprobs(model_dir, pairs):
+    """The C engine's teacher-forced log-probs for (source ids, target ids) pairs (tests/dump_logprobs.c)."""
+    pairs_file = os.path.join(model_dir, "pairs.txt")
+    with open(pairs_file, "w") as f:
+        for s, t in pairs:
+            f.write(f"{ids_line(s)}\t{ids_line(t)}\n")
+    out = os.path.join(model_dir, "logprobs.bin")
+    subprocess.run([os.path.join(BUILD, "dump_logprobs"), model_dir, pairs_file, out], check=True)
+    return read_logprob_dump(out)

@@ -5,17 +5,15 @@ import os
 import subprocess
 import time
 
-from helpers import BIN, ROOT, run, text_model, tmpdir
-
-_MODEL = None
+from helpers import BIN, ROOT, cached, run, text_model, tmpdir
 
 
 def model():
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = os.path.join(tmpdir(), "text")
-        text_model(_MODEL, seed=1)
-    return _MODEL
+    def make():
+        d = os.path.join(tmpdir(), "text")
+        text_model(d, seed=1)
+        return d
+    return cached("cli-text-model", make)
 
 
 def test_help_and_version():

@@ -7,7 +7,7 @@ import torch
 
 from fanyi_ref import build, load_model_dir
 from fanyi_ref.search import Options, teacher_forced_logprobs, translate
-from helpers import BUILD, ids_line, random_model, read_logprob_dump, run, tmpdir
+from helpers import c_logprobs, ids_line, random_model, run, tmpdir
 
 # Every architectural switch of config.json, each at least once off and on.
 VARIANTS = {
@@ -29,14 +29,7 @@ def _check_logprobs(model_dir, tol=1e-4):
     model = build(cfg, state, quantized)
     rng = random.Random(1)
     pairs = [(s, [rng.randrange(3, cfg.tgt_vocab_size) for _ in range(rng.randrange(0, 7))]) for s in SOURCES]
-    pairs_file = os.path.join(model_dir, "pairs.txt")
-    with open(pairs_file, "w") as f:
-        for s, t in pairs:
-            f.write(f"{ids_line(s)}\t{ids_line(t)}\n")
-    out = os.path.join(model_dir, "logprobs.bin")
-    import subprocess
-    subprocess.run([os.path.join(BUILD, "dump_logprobs"), model_dir, pairs_file, out], check=True)
-    got = read_logprob_dump(out)
+    got = c_logprobs(model_dir, pairs)
     assert len(got) == len(pairs)
     for (s, t), c in zip(pairs, got):
         ref = teacher_forced_logprobs(model, s, t)

@@ -11,7 +11,7 @@ import torch
 
 from fanyi_ref import build, load_model_dir
 from fanyi_ref.search import Options, translate
-from helpers import BUILD, ROOT, ids_line, need_shared, read_logprob_dump, run, tmpdir
+from helpers import ROOT, c_logprobs, ids_line, need_shared, run, tmpdir
 from marian_oracle import marian_logprobs, random_marian_state
 
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "marian-tiny")
@@ -40,13 +40,7 @@ def check_against_oracle(marian_dir, converted, sentences, tol=1e-4):
     rng = random.Random(0)
     pairs = [(marian_ids(marian_dir, s), [rng.randrange(1, cfg["vocab_size"] - 1) for _ in range(rng.randrange(0, 6))])
              for s in sentences]
-    pairs_file = os.path.join(converted, "pairs.txt")
-    with open(pairs_file, "w") as f:
-        for s, t in pairs:
-            f.write(f"{ids_line(s)}\t{ids_line(t)}\n")
-    out = os.path.join(converted, "lp.bin")
-    subprocess.run([os.path.join(BUILD, "dump_logprobs"), converted, pairs_file, out], check=True)
-    for (s, t), got in zip(pairs, read_logprob_dump(out)):
+    for (s, t), got in zip(pairs, c_logprobs(converted, pairs)):
         ref = marian_logprobs(state, cfg, s, t)
         diff = (got - ref).abs().max().item()
         assert diff <= tol, f"log-prob difference {diff} > {tol} for source ids {s}"

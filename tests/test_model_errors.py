@@ -6,17 +6,15 @@ import shutil
 import struct
 
 from fanyi_ref.modeldir import read_safetensors, write_safetensors
-from helpers import random_model, run, tmpdir
-
-_BASE = None
+from helpers import cached, random_model, run, tmpdir
 
 
 def base():
-    global _BASE
-    if _BASE is None:
-        _BASE = os.path.join(tmpdir(), "base")
-        random_model(_BASE, seed=9)
-    return _BASE
+    def make():
+        d = os.path.join(tmpdir(), "base")
+        random_model(d, seed=9)
+        return d
+    return cached("errors-base-model", make)
 
 
 def broken(mutate):

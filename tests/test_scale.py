@@ -1,21 +1,18 @@
 """Hostile sizes, install, sharding with GNU parallel, and leak checking."""
 
 import os
-import resource
 import shutil
 import subprocess
 
-from helpers import BIN, ROOT, Skip, run, text_model, tmpdir
-
-_MODEL = None
+from helpers import BIN, ROOT, Skip, cached, run, text_model, tmpdir
 
 
 def model():
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = os.path.join(tmpdir(), "text")
-        text_model(_MODEL, seed=1, max_positions=32, max_length=4)
-    return _MODEL
+    def make():
+        d = os.path.join(tmpdir(), "text")
+        text_model(d, seed=1, max_positions=32, max_length=4)
+        return d
+    return cached("scale-text-model", make)
 
 
 def _peak_rss_kb(args, stdin_path):
