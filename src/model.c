@@ -301,9 +301,12 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
     dec->attn = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
     dec->o = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
     dec->ff = fy_calloc(R * (size_t)c->d_ff, sizeof(float), err, "decoder buffers");
-    dec->scores = fy_calloc(span, sizeof(float), err, "attention scores");
-    dec->keys = fy_calloc(span, sizeof *dec->keys, err, "attention keys");
-    dec->vals = fy_calloc(span, sizeof *dec->vals, err, "attention values");
+    /* Per-thread scratch for row_attention: one slot per pool thread. */
+    size_t slots = (size_t)fy_pool_threads(pool);
+    dec->span = (int)span;
+    dec->scores = fy_calloc(span * slots, sizeof(float), err, "attention scores");
+    dec->keys = fy_calloc(span * slots, sizeof *dec->keys, err, "attention keys");
+    dec->vals = fy_calloc(span * slots, sizeof *dec->vals, err, "attention values");
     if (!dec->cross_k || !dec->cross_v || !dec->self_k || !dec->self_v || !dec->hist || !dec->hist_next || !dec->x ||
         !dec->h || !dec->q || !dec->attn || !dec->o || !dec->ff || !dec->scores || !dec->keys || !dec->vals) {
         fy_decoder_free(dec);
@@ -318,33 +321,82 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
     return FANYI_OK;
 }
 
-static void self_attention(fy_decoder *dec, int l, int n_rows) {
+/* Splits rows [0, n) into chunks over the pool's threads; fn(ctx, task, r0, r1)
+ * uses scratch slot `task`. Few rows stay on the calling thread. */
+typedef void (*rows_fn)(void *ctx, int task, int r0, int r1);
+typedef struct {
+    rows_fn fn;
+    void *ctx;
+    int n, chunk;
+} rows_job;
+
+static void rows_task(void *p, int task) {
+    const rows_job *j = p;
+    int r0 = task * j->chunk, r1 = r0 + j->chunk < j->n ? r0 + j->chunk : j->n;
+    if (r0 < r1) j->fn(j->ctx, task, r0, r1);
+}
+
+static void for_rows(fy_pool *pool, int n, int min_rows, rows_fn fn, void *ctx) {
+    int tasks = fy_pool_threads(pool);
+    if (tasks > (n + min_rows - 1) / min_rows) tasks = (n + min_rows - 1) / min_rows;
+    if (tasks <= 1) {
+        if (n > 0) fn(ctx, 0, 0, n);
+        return;
+    }
+    rows_job job = {fn, ctx, n, (n + tasks - 1) / tasks};
+    fy_pool_run(pool, rows_task, &job, tasks);
+}
+
+typedef struct {
+    fy_decoder *dec;
+    int layer;
+    const int *row_sent;
+} attn_job;
+
+static void self_attention_rows(void *p, int task, int r0, int r1) {
+    const attn_job *j = p;
+    fy_decoder *dec = j->dec;
     const fy_config *c = &dec->m->cfg;
-    size_t d = (size_t)c->d_model, R = (size_t)dec->max_rows;
+    size_t d = (size_t)c->d_model, R = (size_t)dec->max_rows, span = (size_t)dec->span;
+    const float **keys = dec->keys + task * span, **vals = dec->vals + task * span;
     int t = dec->step;
-    for (int r = 0; r < n_rows; r++) {
+    for (int r = r0; r < r1; r++) {
         const int *anc = dec->hist + (size_t)r * dec->max_steps;
         for (int s = 0; s <= t; s++) {
-            size_t at = (((size_t)l * dec->max_steps + s) * R + anc[s]) * d;
-            dec->keys[s] = dec->self_k + at;
-            dec->vals[s] = dec->self_v + at;
+            size_t at = (((size_t)j->layer * dec->max_steps + s) * R + anc[s]) * d;
+            keys[s] = dec->self_k + at;
+            vals[s] = dec->self_v + at;
         }
-        row_attention(c, dec->q + r * d, dec->keys, dec->vals, t + 1, dec->scores, dec->attn + r * d);
+        row_attention(c, dec->q + r * d, keys, vals, t + 1, dec->scores + task * span, dec->attn + r * d);
     }
 }
 
-static void cross_attention(fy_decoder *dec, int l, const int *row_sent, int n_rows) {
+static void cross_attention_rows(void *p, int task, int r0, int r1) {
+    const attn_job *j = p;
+    fy_decoder *dec = j->dec;
     const fy_config *c = &dec->m->cfg;
-    size_t d = (size_t)c->d_model, base = (size_t)l * dec->n_src * d;
-    for (int r = 0; r < n_rows; r++) {
-        int s = row_sent[r], n = dec->src_len[s];
+    size_t d = (size_t)c->d_model, base = (size_t)j->layer * dec->n_src * d, span = (size_t)dec->span;
+    const float **keys = dec->keys + task * span, **vals = dec->vals + task * span;
+    for (int r = r0; r < r1; r++) {
+        int s = j->row_sent[r], n = dec->src_len[s];
         size_t first = base + (size_t)dec->src_offset[s] * d;
-        for (int j = 0; j < n; j++) {
-            dec->keys[j] = dec->cross_k + first + j * d;
-            dec->vals[j] = dec->cross_v + first + j * d;
+        for (int k = 0; k < n; k++) {
+            keys[k] = dec->cross_k + first + k * d;
+            vals[k] = dec->cross_v + first + k * d;
         }
-        row_attention(c, dec->q + r * d, dec->keys, dec->vals, n, dec->scores, dec->attn + r * d);
+        row_attention(c, dec->q + r * d, keys, vals, n, dec->scores + task * span, dec->attn + r * d);
     }
+}
+
+typedef struct {
+    float *x;
+    int n;
+} softmax_job;
+
+static void log_softmax_rows(void *p, int task, int r0, int r1) {
+    const softmax_job *j = p;
+    (void)task;
+    for (int r = r0; r < r1; r++) fy_log_softmax(j->x + (size_t)r * j->n, j->n);
 }
 
 void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logprobs) {
@@ -361,13 +413,14 @@ void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, in
         fy_linear(in, n_rows, &L->self_attn.q.w, L->self_attn.q.b, dec->q, dec->pool);
         fy_linear(in, n_rows, &L->self_attn.k.w, L->self_attn.k.b, dec->self_k + slot, dec->pool);
         fy_linear(in, n_rows, &L->self_attn.v.w, L->self_attn.v.b, dec->self_v + slot, dec->pool);
-        self_attention(dec, l, n_rows);
+        attn_job aj = {dec, l, row_sent};
+        for_rows(dec->pool, n_rows, 8, self_attention_rows, &aj);
         fy_linear(dec->attn, n_rows, &L->self_attn.o.w, L->self_attn.o.b, dec->o, dec->pool);
         sublayer_output(c, &L->self_norm, dec->x, dec->o, n_rows);
 
         in = sublayer_input(c, &L->cross_norm, dec->x, dec->h, n_rows);
         fy_linear(in, n_rows, &L->cross_attn.q.w, L->cross_attn.q.b, dec->q, dec->pool);
-        cross_attention(dec, l, row_sent, n_rows);
+        for_rows(dec->pool, n_rows, 8, cross_attention_rows, &aj);
         fy_linear(dec->attn, n_rows, &L->cross_attn.o.w, L->cross_attn.o.b, dec->o, dec->pool);
         sublayer_output(c, &L->cross_norm, dec->x, dec->o, n_rows);
 
@@ -375,7 +428,8 @@ void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, in
     }
     if (c->decoder_final_norm) fy_layernorm(dec->x, n_rows, d, m->dec_final.gamma, m->dec_final.beta, c->layernorm_eps, dec->x);
     fy_linear(dec->x, n_rows, &m->out_proj, m->logits_bias, logprobs, dec->pool);
-    for (int r = 0; r < n_rows; r++) fy_log_softmax(logprobs + (size_t)r * c->tgt_vocab_size, c->tgt_vocab_size);
+    softmax_job sj = {logprobs, c->tgt_vocab_size};
+    for_rows(dec->pool, n_rows, 4, log_softmax_rows, &sj);
     dec->n_rows = n_rows;
     dec->step = t + 1;
 }

@@ -66,7 +66,8 @@ typedef struct fy_decoder {
     float *self_k, *self_v;     /* [layers][max_steps][max_rows][d] */
     int *hist, *hist_next;      /* [max_rows][max_steps] ancestor row at each step */
     float *x, *h, *q, *attn, *o, *ff, *scores;
-    const float **keys, **vals; /* per-key pointers for one row's attention */
+    const float **keys, **vals; /* per-key pointers for one row's attention, `span` per thread */
+    int span;
     int step, n_rows;
 } fy_decoder;
 

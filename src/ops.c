@@ -64,9 +64,9 @@ static float exp_scalar(float x) {
     float z = x * x, y = EXP_P[0];
     for (int i = 1; i < 6; i++) y = fmaf(y, x, EXP_P[i]);
     y = fmaf(y, z, x) + 1.0f;
-    int32_t bits;
+    uint32_t bits; /* add fx to the exponent field; unsigned arithmetic wraps as the vector code does */
     memcpy(&bits, &y, 4);
-    bits += (int32_t)fx << 23;
+    bits += (uint32_t)(int32_t)fx << 23;
     memcpy(&y, &bits, 4);
     return y;
 }
