@@ -9,10 +9,26 @@
 
 /* ---- binding tensors ---------------------------------------------------- */
 
+/* A matrix to pack once every tensor has been checked: packing is the bulk
+ * of loading, so it runs on all cores. */
+typedef struct {
+    fy_weights *w;
+    const int8_t *q;       /* int8 tensors: their data; f32 ones are converted by the task */
+    const void *scales;
+    int out, in;
+    int release;           /* drop the unpacked tensor afterwards */
+    fy_packed *dst;
+    int rc;
+    fanyi_error err;
+    char name[384];
+} pack_job;
+
 typedef struct {
     fy_weights *w;
     fanyi_error *err;
     int rc;
+    pack_job *jobs;
+    size_t n_jobs, cap_jobs;
 } binder;
 
 static const float *bind(binder *b, const char *name, int rank, int64_t d0, int64_t d1) {
@@ -22,31 +38,59 @@ static const float *bind(binder *b, const char *name, int rank, int64_t d0, int6
     return p;
 }
 
-static void pack(binder *b, const float *w, int out, int in, fy_packed *p, const char *name) {
-    if (!b->rc && !fy_pack(w, out, in, p)) b->rc = fy_fail(b->err, FANYI_ERR_MEMORY, "out of memory packing '%s'", name);
-}
-
-/* Packs matrix `name` [out, in] for fy_gemm: I8 tensors stay int8 (int8
- * semantics, see gemm.h), others become f32 panels. */
-static void bind_matrix(binder *b, const char *name, int out, int in, fy_packed *p) {
+/* Checks matrix `name` [out, in] and queues it for packing for fy_gemm: I8
+ * tensors stay int8 (int8 semantics, see gemm.h), others become f32 panels.
+ * release: only the packed copy is read afterwards. */
+static void bind_matrix(binder *b, const char *name, int out, int in, fy_packed *p, int release) {
     if (b->rc) return;
-    const fy_tensor *t = fy_weights_find(b->w, name);
-    if (t && t->dtype == FY_I8) {
-        const int8_t *q;
-        const void *scales;
-        b->rc = fy_weights_q8(b->w, name, out, in, &q, &scales, b->err);
-        if (!b->rc && !fy_pack_q8(q, scales, out, in, p))
-            b->rc = fy_fail(b->err, FANYI_ERR_MEMORY, "out of memory packing '%s'", name);
+    if (!fy_grow(&b->jobs, &b->cap_jobs, b->n_jobs + 1, sizeof *b->jobs)) {
+        b->rc = fy_fail(b->err, FANYI_ERR_MEMORY, "out of memory");
         return;
     }
-    pack(b, bind(b, name, 2, out, in), out, in, p, name);
+    pack_job *j = &b->jobs[b->n_jobs];
+    memset(j, 0, sizeof *j);
+    snprintf(j->name, sizeof j->name, "%s", name);
+    j->w = b->w;
+    j->out = out;
+    j->in = in;
+    j->dst = p;
+    j->release = release;
+    const fy_tensor *t = fy_weights_find(b->w, name);
+    int64_t shape[2] = {out, in};
+    if (t && t->dtype == FY_I8) b->rc = fy_weights_q8(b->w, name, out, in, &j->q, &j->scales, b->err);
+    else b->rc = fy_weights_check(b->w, name, 2, shape, b->err);
+    if (!b->rc) b->n_jobs++;
+}
+
+/* Converts (f16, unaligned f32), packs, and drops the unpacked data of one
+ * matrix, so that only a few unpacked copies exist at any time. */
+static void pack_task(void *ctx, int i) {
+    pack_job *j = (pack_job *)ctx + i;
+    const float *f32 = NULL;
+    int64_t shape[2] = {j->out, j->in};
+    if (!j->q) j->rc = fy_weights_f32(j->w, j->name, 2, shape, &f32, &j->err);
+    if (!j->rc && !(j->q ? fy_pack_q8(j->q, j->scales, j->out, j->in, j->dst) : fy_pack(f32, j->out, j->in, j->dst)))
+        j->rc = fy_fail(&j->err, FANYI_ERR_MEMORY, "out of memory packing '%s'", j->name);
+    if (!j->rc && j->release) fy_weights_release(j->w, j->name);
+}
+
+/* Packs every queued matrix on all cores: packing is most of loading. */
+static int pack_all(binder *b) {
+    fy_pool *pool = fy_pool_create(fy_default_threads());
+    fy_pool_run(pool, pack_task, b->jobs, (int)b->n_jobs);
+    fy_pool_free(pool);
+    for (size_t i = 0; i < b->n_jobs; i++)
+        if (b->jobs[i].rc) {
+            *b->err = b->jobs[i].err;
+            return b->jobs[i].rc;
+        }
+    return FANYI_OK;
 }
 
 static void bind_lin(binder *b, fy_lin *l, const char *prefix, int out, int in) {
     char name[384];
     snprintf(name, sizeof name, "%s.weight", prefix);
-    bind_matrix(b, name, out, in, &l->w);
-    if (!b->rc) fy_weights_release(b->w, name); /* only the packed copy is read from now on */
+    bind_matrix(b, name, out, in, &l->w, 1);
     snprintf(name, sizeof name, "%s.bias", prefix);
     l->b = bind(b, name, 1, out, 0);
 }
@@ -86,14 +130,13 @@ static void bind_layer(binder *b, fy_layer *l, const char *side, int i, int cros
 
 static int bind_all(fy_model *m, fanyi_error *err) {
     const fy_config *c = &m->cfg;
-    binder b = {m->weights, err, FANYI_OK};
+    binder b = {m->weights, err, FANYI_OK, NULL, 0, 0};
     int d = c->d_model;
     m->src_embed = bind(&b, "src_embed.weight", 2, c->src_vocab_size, d);
     m->tgt_embed = c->shared_embeddings ? m->src_embed : bind(&b, "tgt_embed.weight", 2, c->tgt_vocab_size, d);
     const char *out_name = !c->tied_output ? "output.weight" : c->shared_embeddings ? "src_embed.weight"
                                                                                       : "tgt_embed.weight";
-    bind_matrix(&b, out_name, c->tgt_vocab_size, d, &m->out_proj);
-    if (!b.rc && !c->tied_output) fy_weights_release(m->weights, "output.weight");
+    bind_matrix(&b, out_name, c->tgt_vocab_size, d, &m->out_proj, !c->tied_output);
     m->logits_bias = c->logits_bias ? bind(&b, "logits_bias", 1, c->tgt_vocab_size, 0) : NULL;
     if (c->positions == FY_POS_LEARNED) {
         m->enc_pos = bind(&b, "encoder.pos.weight", 2, c->max_positions, d);
@@ -103,12 +146,12 @@ static int bind_all(fy_model *m, fanyi_error *err) {
     for (int i = 0; i < c->decoder_layers; i++) bind_layer(&b, &m->dec[i], "decoder", i, 1, c);
     if (c->encoder_final_norm) bind_ln(&b, &m->enc_final, "encoder.final_norm", d);
     if (c->decoder_final_norm) bind_ln(&b, &m->dec_final, "decoder.final_norm", d);
-    if (b.rc) return b.rc;
-    const char *stray = fy_weights_unused(m->weights);
+    const char *stray = b.rc ? NULL : fy_weights_unused(m->weights);
     if (stray)
-        return fy_fail(err, FANYI_ERR_MODEL, "%s: unknown tensor '%s': this config does not use it", c->weights,
-                       stray);
-    return FANYI_OK;
+        b.rc = fy_fail(err, FANYI_ERR_MODEL, "%s: unknown tensor '%s': this config does not use it", c->weights, stray);
+    if (!b.rc) b.rc = pack_all(&b);
+    free(b.jobs);
+    return b.rc;
 }
 
 int fy_model_load(fy_model *m, const char *dir, fanyi_error *err) {

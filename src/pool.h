@@ -13,6 +13,9 @@
 typedef struct fy_pool fy_pool;
 typedef void (*fy_task_fn)(void *ctx, int task);
 
+/* One thread per online CPU, at most 8: the default when no count is given. */
+int fy_default_threads(void);
+
 /* threads counts the caller: 1 means no workers. NULL on failure. */
 fy_pool *fy_pool_create(int threads);
 void fy_pool_free(fy_pool *pool);

@@ -7,12 +7,6 @@
 #include "ops.h"
 #include "sentences.h"
 
-/* One thread per online CPU, at most 8: the default when no count is given. */
-static int fy_default_threads(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
-}
-
 void fanyi_options_default(fanyi_options *o) {
     memset(o, 0, sizeof *o);
     o->max_length_ratio = -1.0f;

@@ -295,6 +295,20 @@ static int dequantize(fy_weights *w, fy_tensor *t, float *out, fanyi_error *err)
     return FANYI_OK;
 }
 
+int fy_weights_check(fy_weights *w, const char *name, int rank, const int64_t *shape, fanyi_error *err) {
+    fy_tensor *t = (fy_tensor *)fy_weights_find(w, name);
+    if (!t) return fy_fail(err, FANYI_ERR_MODEL, "%s: missing tensor '%s'", w->path, name);
+    int rc = check_shape(w, t, rank, shape, err);
+    if (rc) return rc;
+    if (t->dtype == FY_I8) {
+        fy_tensor *s;
+        if (rank != 2) return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s' is I8, but only matrices may be quantized", w->path, name);
+        if ((rc = find_scales(w, t, &s, err))) return rc;
+    }
+    t->used = 1;
+    return FANYI_OK;
+}
+
 int fy_weights_f32(fy_weights *w, const char *name, int rank, const int64_t *shape, const float **data,
                    fanyi_error *err) {
     fy_tensor *t = (fy_tensor *)fy_weights_find(w, name);

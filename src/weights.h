@@ -39,7 +39,12 @@ void fy_weights_close(fy_weights *w);
 const fy_tensor *fy_weights_find(const fy_weights *w, const char *name);
 int fy_weights_has(const fy_weights *w, const char *name);
 
-/* Returns f32 data of tensor `name`, which must have the given rank and shape. */
+/* Checks that tensor `name` exists with the given rank and shape and a dtype
+ * fy_weights_f32 can convert, and marks it used, without converting it. */
+int fy_weights_check(fy_weights *w, const char *name, int rank, const int64_t *shape, fanyi_error *err);
+
+/* Returns f32 data of tensor `name`, which must have the given rank and shape.
+ * Calls for different tensors may run in parallel. */
 int fy_weights_f32(fy_weights *w, const char *name, int rank, const int64_t *shape, const float **data,
                    fanyi_error *err);
 
