@@ -29,7 +29,9 @@ typedef struct {
     int *beam_left, *limit, *n_finished;
     finished_hyp *finished;      /* [n_sent][beam] */
     int *finished_tokens;        /* [n_sent][beam][max_steps] */
-    candidate *cand;             /* [beam] */
+    candidate *cand;             /* [n_sent][beam]: each sentence's best extensions this step */
+    int *n_cand;                 /* [n_sent] */
+    int *group_first, *group_end; /* rows of each sentence this step, in row order */
     unsigned char *forbidden;    /* [vocab] */
 } search_state;
 
@@ -48,6 +50,7 @@ static void state_free(search_state *s) {
     free(s->next_sent), free(s->next_tok), free(s->next_parent), free(s->next_lp);
     free(s->gen_tok), free(s->gen_parent), free(s->beam_left), free(s->limit), free(s->n_finished);
     free(s->finished), free(s->finished_tokens), free(s->cand), free(s->forbidden);
+    free(s->n_cand), free(s->group_first), free(s->group_end);
 }
 
 static int state_init(search_state *s, const fy_model *m, const int *len, int n, const fy_search_opts *o,
@@ -80,11 +83,15 @@ static int state_init(search_state *s, const fy_model *m, const int *len, int n,
     s->n_finished = fy_calloc((size_t)n, sizeof(int), err, "beams");
     s->finished = fy_calloc(R, sizeof(finished_hyp), err, "finished hypotheses");
     s->finished_tokens = fy_calloc(R * S, sizeof(int), err, "finished hypotheses");
-    s->cand = fy_calloc((size_t)o->beam_size, sizeof(candidate), err, "candidates");
+    s->cand = fy_calloc(R, sizeof(candidate), err, "candidates");
+    s->n_cand = fy_calloc((size_t)n, sizeof(int), err, "candidates");
+    s->group_first = fy_calloc((size_t)n, sizeof(int), err, "search rows");
+    s->group_end = fy_calloc((size_t)n, sizeof(int), err, "search rows");
     s->forbidden = fy_calloc(V, 1, err, "forbidden ids");
     if (!s->logprobs || !s->row_sent || !s->row_tok || !s->row_lp || !s->next_sent || !s->next_tok ||
         !s->next_parent || !s->next_lp || !s->gen_tok || !s->gen_parent || !s->beam_left || !s->n_finished ||
-        !s->finished || !s->finished_tokens || !s->cand || !s->forbidden)
+        !s->finished || !s->finished_tokens || !s->cand || !s->forbidden || !s->n_cand || !s->group_first ||
+        !s->group_end)
         return FANYI_ERR_MEMORY;
     s->forbidden[c->pad_id] = 1;
     for (int i = 0; i < c->n_forbidden; i++) s->forbidden[c->forbidden_ids[i]] = 1;
@@ -132,22 +139,41 @@ static void finish(search_state *s, const fy_search_opts *o, int sent, int paren
 }
 
 /* Offers every allowed token of one row; candidates arrive in increasing token order. */
-static void offer_row(search_state *s, const float *lp, float row_lp, int row, int k, int *n_cand) {
+static void offer_row(const search_state *s, const float *lp, float row_lp, int row, int k, candidate *cand,
+                      int *n_cand) {
     for (int v = 0; v < s->vocab; v++) {
         /* Cheap test first: below the current k-th best, nothing changes. */
         float total = row_lp + lp[v];
-        if (*n_cand == k && !(total > s->cand[k - 1].total)) continue;
-        if (!s->forbidden[v] && lp[v] != -INFINITY) offer(s->cand, n_cand, k, total, row, v);
+        if (*n_cand == k && !(total > cand[k - 1].total)) continue;
+        if (!s->forbidden[v] && lp[v] != -INFINITY) offer(cand, n_cand, k, total, row, v);
+    }
+}
+
+/* The best extensions of each sentence's rows; sentences are independent, so
+ * groups g0..g1 can run on different threads. */
+typedef struct {
+    search_state *s;
+    int n_groups, per_task;
+} offer_job;
+
+static void offer_groups(void *p, int task) {
+    const offer_job *j = p;
+    search_state *s = j->s;
+    int g1 = (task + 1) * j->per_task < j->n_groups ? (task + 1) * j->per_task : j->n_groups;
+    for (int g = task * j->per_task; g < g1; g++) {
+        int sent = s->row_sent[s->group_first[g]], k = s->beam_left[sent];
+        candidate *cand = s->cand + (size_t)sent * s->beam;
+        s->n_cand[sent] = 0;
+        for (int r = s->group_first[g]; r < s->group_end[g]; r++)
+            offer_row(s, s->logprobs + (size_t)r * s->vocab, s->row_lp[r], r, k, cand, &s->n_cand[sent]);
     }
 }
 
 /* Chooses the extensions of rows [first, end) of sentence `sent` at step t; returns rows written to next_*. */
-static int select_sentence(search_state *s, const fy_config *c, const fy_search_opts *o, int sent, int first, int end,
-                           int t, int n_next) {
-    int k = s->beam_left[sent], n_cand = 0;
-    for (int r = first; r < end; r++) offer_row(s, s->logprobs + (size_t)r * s->vocab, s->row_lp[r], r, k, &n_cand);
-    for (int i = 0; i < n_cand; i++) {
-        const candidate *cd = &s->cand[i];
+/* Applies the extensions chosen for sentence `sent` at step t, in order; returns rows written to next_*. */
+static int select_sentence(search_state *s, const fy_config *c, const fy_search_opts *o, int sent, int t, int n_next) {
+    for (int i = 0; i < s->n_cand[sent]; i++) {
+        const candidate *cd = &s->cand[(size_t)sent * s->beam + i];
         if (cd->token == c->eos_id) finish(s, o, sent, cd->row, t, cd->token, 0, cd->total);
         else if (t + 1 >= s->limit[sent]) finish(s, o, sent, cd->row, t, cd->token, 1, cd->total);
         else {
@@ -203,13 +229,18 @@ int fy_search(const fy_model *m, const int *ids, const int *offset, const int *l
     int n_rows = n;
     for (int t = 0; !rc && n_rows > 0; t++) {
         fy_decoder_step(&dec, s.row_tok, s.row_sent, n_rows, s.logprobs);
-        int n_next = 0;
-        for (int first = 0; first < n_rows;) {
+        int n_groups = 0, n_next = 0;
+        for (int first = 0; first < n_rows; n_groups++) {
             int end = first;
             while (end < n_rows && s.row_sent[end] == s.row_sent[first]) end++;
-            n_next = select_sentence(&s, c, o, s.row_sent[first], first, end, t, n_next);
+            s.group_first[n_groups] = first;
+            s.group_end[n_groups] = end;
             first = end;
         }
+        int tasks = fy_pool_threads(pool) < n_groups ? fy_pool_threads(pool) : n_groups;
+        offer_job oj = {&s, n_groups, (n_groups + tasks - 1) / tasks};
+        fy_pool_run(pool, offer_groups, &oj, tasks);
+        for (int g = 0; g < n_groups; g++) n_next = select_sentence(&s, c, o, s.row_sent[s.group_first[g]], t, n_next);
         fy_decoder_reorder(&dec, s.next_parent, n_next);
         memcpy(s.row_sent, s.next_sent, sizeof(int) * (size_t)n_next);
         memcpy(s.row_tok, s.next_tok, sizeof(int) * (size_t)n_next);
