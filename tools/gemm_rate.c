@@ -40,8 +40,21 @@ int main(void) {
     if (!fy_pack(b, N, K, &p)) return 1;
     double blas = RATE(cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a, K, b, K, 0, c, N));
     double ours = RATE(fy_gemm(a, M, &p, c, N, NULL));
-    printf("{\"openblas\": %.2f, \"fanyi_f32\": %.2f, \"kernel\": \"%s\"}\n", blas, ours, fy_gemm_kernel());
+    /* int8: the same shape, weights quantized per row (int8 semantics, see gemm.h). */
+    int8_t *q = malloc((size_t)N * K);
+    float *scales = malloc(sizeof(float) * N);
+    for (int n = 0; n < N; n++) {
+        scales[n] = 1.0f / 127;
+        for (int k = 0; k < K; k++) q[(size_t)n * K + k] = (int8_t)(b[(size_t)n * K + k] * 254);
+    }
+    fy_packed pq;
+    if (!fy_pack_q8(q, scales, N, K, &pq)) return 1;
+    double int8 = RATE(fy_gemm(a, M, &pq, c, N, NULL));
+    printf("{\"openblas\": %.2f, \"fanyi_f32\": %.2f, \"fanyi_int8\": %.2f, \"kernel\": \"%s\"}\n", blas, ours,
+           int8, fy_gemm_kernel());
     fy_packed_free(&p);
+    fy_packed_free(&pq);
+    free(q), free(scales);
     free(a), free(b), free(c);
     return 0;
 }

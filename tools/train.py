@@ -244,7 +244,7 @@ def main(argv=None):
         decoder_final_norm=args.norm == "pre", scale_embeddings=True, positions="sinusoidal-halves",
         shared_embeddings=bool(args.joint_vocab), tied_output=True, logits_bias=False,
         pad_id=0, unk_id=1, eos_id=2, decoder_start_id=0, source_spm=src_spm, target_spm=tgt_spm,
-        beam_size=5, max_length=args.max_positions - 1, max_length_ratio=0.0, length_penalty=1.0)
+        beam_size=5, max_length=args.max_positions - 1, max_length_ratio=3.0, length_penalty=1.0)
     with open(os.path.join(args.workdir, "config.json"), "w") as f:
         json.dump(cfg.to_json(), f, indent=2)
 
