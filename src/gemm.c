@@ -14,6 +14,7 @@ enum { MR = 6, M_BLOCK = 96 };
 
 int fy_pack(const float *w, int n, int k, fy_packed *out) {
     size_t panels = (size_t)(n + FY_PANEL - 1) / FY_PANEL;
+    memset(out, 0, sizeof *out);
     out->n = n;
     out->k = k;
     out->data = aligned_alloc(64, ((panels * (size_t)k * FY_PANEL * sizeof(float)) + 63) & ~(size_t)63);
