@@ -7,10 +7,12 @@ from helpers import BUILD
 
 
 def test_c_unit_tests():
-    p = subprocess.run([os.path.join(BUILD, "unit_tests")], capture_output=True, text=True, timeout=120)
-    print(p.stdout, end="")
-    assert p.returncode == 0 and "FAIL" not in p.stdout, p.stdout + p.stderr
-    assert p.stdout.count("ok ") >= 7
+    for kernel in ("default", "portable"):
+        env = dict(os.environ, FANYI_GEMM=kernel)
+        p = subprocess.run([os.path.join(BUILD, "unit_tests")], capture_output=True, text=True, timeout=120, env=env)
+        print(p.stdout, end="")
+        assert p.returncode == 0 and "FAIL" not in p.stdout, p.stdout + p.stderr
+        assert p.stdout.count("ok ") >= 9
 
 
 def test_portable_kernel_matches_avx2():

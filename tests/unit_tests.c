@@ -184,6 +184,45 @@ static void test_gemm_invariance_and_kernels(void) {
     printf("ok %s (%s)\n", __func__, fy_gemm_kernel());
 }
 
+/* int8 semantics: y = ((float)sum(xq * q) * sx) * scale, xq = round(x * 63 / max|x|). */
+static void test_gemm_int8(void) {
+    enum { M = 13, N = 40, K = 37 };
+    float x[M * K], y[M * N], y1[N], scale[N];
+    int8_t q[N * K];
+    srand(11);
+    for (int i = 0; i < M * K; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int i = 0; i < N * K; i++) q[i] = (int8_t)(rand() % 255 - 127);
+    for (int n = 0; n < N; n++) scale[n] = 0.01f + n * 1e-4f;
+    memset(x + 5 * K, 0, sizeof(float) * K); /* an all-zero row */
+    fy_packed p;
+    CHECK(fy_pack_q8(q, scale, N, K, &p), "pack");
+    fy_gemm(x, M, &p, y, N, NULL);
+    for (int m = 0; m < M; m++) {
+        float mx = 0;
+        for (int k = 0; k < K; k++) mx = fabsf(x[m * K + k]) > mx ? fabsf(x[m * K + k]) : mx;
+        float inv = mx > 0 ? 63.0f / mx : 0, sx = mx > 0 ? mx / 63.0f : 1;
+        for (int n = 0; n < N; n++) {
+            int32_t acc = 0;
+            for (int k = 0; k < K; k++) {
+                float v = nearbyintf(x[m * K + k] * inv);
+                v = v > 63 ? 63 : v < -63 ? -63 : v;
+                acc += (int32_t)v * q[n * K + k];
+            }
+            float want = ((float)acc * sx) * scale[n];
+            CHECK(y[m * N + n] == want, "row %d col %d: %g != %g", m, n, y[m * N + n], want);
+        }
+        fy_gemm(x + m * K, 1, &p, y1, N, NULL);
+        CHECK(!memcmp(y1, y + m * N, sizeof y1), "row %d alone differs", m);
+    }
+    fy_pool *pool = fy_pool_create(2);
+    float y2[M * N];
+    fy_gemm(x, M, &p, y2, N, pool);
+    fy_pool_free(pool);
+    CHECK(!memcmp(y, y2, sizeof y), "threads changed int8 results");
+    fy_packed_free(&p);
+    printf("ok %s (%s)\n", __func__, fy_gemm_kernel());
+}
+
 static void test_line_reader(void) {
     int fds[2];
     CHECK(pipe(fds) == 0, "pipe");
@@ -241,6 +280,7 @@ int main(void) {
     test_weights_parse_and_convert();
     test_weights_rejects();
     test_gemm_invariance_and_kernels();
+    test_gemm_int8();
     test_line_reader();
     test_tokenizer_rejects_garbage();
     return failures ? 1 : 0;
