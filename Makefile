@@ -79,7 +79,7 @@ bench: $(BIN) $(BUILD)/gemm_rate
 
 FUZZERS = fuzz_tokenizer fuzz_config fuzz_weights
 fuzz:
-	@sh tools/ensure-deps.sh build
+	@sh tools/ensure-deps.sh fuzz
 	@mkdir -p build/fuzz
 	@for f in $(FUZZERS); do \
 	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $(PKG_CFLAGS) \

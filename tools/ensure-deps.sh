@@ -2,7 +2,9 @@
 # Checks the packages fanyi needs; installs the missing ones with apt-get when
 # run as root, otherwise stops with the exact command to run.
 #   ensure-deps.sh build   C compiler, pkg-config, OpenBLAS, cJSON, utf8proc
-#   ensure-deps.sh test    the above plus Python torch + sentencepiece (the test oracle)
+#   ensure-deps.sh test    the above plus Python torch + sentencepiece (the test oracle),
+#                          spm_encode, GNU parallel, mandoc and valgrind
+#   ensure-deps.sh fuzz    the build packages plus clang (libFuzzer)
 set -u
 what=${1:-build}
 missing=""
@@ -21,6 +23,11 @@ if [ "$what" = test ]; then
   command -v spm_encode >/dev/null 2>&1 || missing="$missing sentencepiece"
   command -v parallel >/dev/null 2>&1 || missing="$missing parallel"
   command -v mandoc >/dev/null 2>&1 || missing="$missing mandoc"
+  command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+  command -v /usr/bin/time >/dev/null 2>&1 || missing="$missing time"
+fi
+if [ "$what" = fuzz ]; then
+  command -v clang >/dev/null 2>&1 || missing="$missing clang"
 fi
 [ -z "$missing" ] && exit 0
 cmd="apt-get install -y --no-install-recommends$missing"
