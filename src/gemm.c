@@ -426,12 +426,20 @@ typedef struct {
     const float *x;
     int M, ldy, panels, per_task;
     const fy_packed *w;
+    const float *bias;
     float *y;
 } gemm_job;
 
 static void run_panels(const gemm_job *j, int p0, int p1) {
     if (j->w->q) gemm_q8_panels(j->x, j->M, j->w, j->y, j->ldy, p0, p1);
     else gemm_panels(j->tile, j->x, j->M, j->w, j->y, j->ldy, p0, p1);
+    if (!j->bias) return;
+    /* The bias of this task's columns, while they are in cache. */
+    int c0 = p0 * FY_PANEL, c1 = p1 * FY_PANEL < j->w->n ? p1 * FY_PANEL : j->w->n;
+    for (int m = 0; m < j->M; m++) {
+        float *row = j->y + (size_t)m * j->ldy;
+        for (int c = c0; c < c1; c++) row[c] += j->bias[c];
+    }
 }
 
 static void gemm_task(void *ctx, int task) {
@@ -443,9 +451,9 @@ static void gemm_task(void *ctx, int task) {
 /* Below this many multiply-adds, waking threads costs more than it saves. */
 enum { PARALLEL_MIN_WORK = 1 << 20 };
 
-void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy, fy_pool *pool) {
+void fy_gemm(const float *x, int M, const fy_packed *w, const float *bias, float *y, int ldy, fy_pool *pool) {
     int panels = (w->n + FY_PANEL - 1) / FY_PANEL, threads = fy_pool_threads(pool);
-    gemm_job job = {pick_tile(), x, M, ldy, panels, panels, w, y};
+    gemm_job job = {pick_tile(), x, M, ldy, panels, panels, w, bias, y};
     if (threads <= 1 || (double)M * w->n * w->k < PARALLEL_MIN_WORK || panels < 2) {
         run_panels(&job, 0, panels);
         return;

@@ -48,9 +48,10 @@ int fy_pack_q8(const int8_t *q, const void *scale_le, int n, int k, fy_packed *o
 void fy_packed_free(fy_packed *p);
 size_t fy_packed_bytes(const fy_packed *p);
 
-/* y[m][0..n) = x[m][0..k) . W^T for m < M; rows of y are ldy floats apart.
- * With a pool, the weight panels are shared out between its threads. */
-void fy_gemm(const float *x, int M, const fy_packed *w, float *y, int ldy, fy_pool *pool);
+/* y[m][0..n) = x[m][0..k) . W^T (+ bias[n] when bias is not NULL) for m < M;
+ * rows of y are ldy floats apart. With a pool, the weight panels are shared
+ * out between its threads. */
+void fy_gemm(const float *x, int M, const fy_packed *w, const float *bias, float *y, int ldy, fy_pool *pool);
 
 /* 1 if the AVX2+FMA kernels are in use (CPU support, and FANYI_GEMM is not
  * "portable"); every vector kernel has a scalar twin giving the same bits. */

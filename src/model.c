@@ -238,6 +238,32 @@ static void feed_forward(const fy_config *c, const fy_layer *l, float *x, float 
     sublayer_output(c, &l->ffn_norm, x, o, rows);
 }
 
+/* Splits rows [0, n) into chunks over the pool's threads; fn(ctx, task, r0, r1)
+ * uses scratch slot `task`. Few rows stay on the calling thread. */
+typedef void (*rows_fn)(void *ctx, int task, int r0, int r1);
+typedef struct {
+    rows_fn fn;
+    void *ctx;
+    int n, chunk;
+} rows_job;
+
+static void rows_task(void *p, int task) {
+    const rows_job *j = p;
+    int r0 = task * j->chunk, r1 = r0 + j->chunk < j->n ? r0 + j->chunk : j->n;
+    if (r0 < r1) j->fn(j->ctx, task, r0, r1);
+}
+
+static void for_rows(fy_pool *pool, int n, int min_rows, rows_fn fn, void *ctx) {
+    int tasks = fy_pool_threads(pool);
+    if (tasks > (n + min_rows - 1) / min_rows) tasks = (n + min_rows - 1) / min_rows;
+    if (tasks <= 1) {
+        if (n > 0) fn(ctx, 0, 0, n);
+        return;
+    }
+    rows_job job = {fn, ctx, n, (n + tasks - 1) / tasks};
+    fy_pool_run(pool, rows_task, &job, tasks);
+}
+
 /* ---- encoder ---------------------------------------------------------- */
 
 /* Attention of one query row over n keys; key j of head h is at key(j) + h*dh. */
@@ -266,6 +292,28 @@ static void sentence_attention(const fy_config *c, const float *q, const float *
     for (int i = 0; i < L; i++) row_attention(c, q + i * d, keys, vals, L, scores, out + i * d);
 }
 
+/* Sentences [s0, s1) of an encoder layer's attention; scratch slot `task`. */
+typedef struct {
+    const fy_config *c;
+    const float *q, *k, *v;
+    float *attn;
+    const int *offset, *len;
+    const float **ptrs; /* per task: 2 * span pointers */
+    float *scores;      /* per task: span floats */
+    int span;
+} enc_attn_job;
+
+static void encoder_attention_rows(void *p, int task, int s0, int s1) {
+    const enc_attn_job *j = p;
+    size_t d = (size_t)j->c->d_model, span = (size_t)j->span;
+    const float **keys = j->ptrs + task * 2 * span, **vals = keys + span;
+    for (int i = s0; i < s1; i++) {
+        size_t o = (size_t)j->offset[i] * d;
+        sentence_attention(j->c, j->q + o, j->k + o, j->v + o, j->len[i], keys, vals, j->scores + task * span,
+                           j->attn + o);
+    }
+}
+
 int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *len, int n, float **memory,
               fy_pool *pool, fanyi_error *err) {
     const fy_config *c = &m->cfg;
@@ -277,9 +325,10 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
     size_t d = (size_t)c->d_model, rows = (size_t)(total ? total : 1);
     size_t width = d > (size_t)c->d_ff ? d : (size_t)c->d_ff;
     float *x = fy_calloc(rows * d, sizeof(float), err, "encoder states");
-    float *work = fy_calloc(rows * (4 * d + width) + (size_t)longest, sizeof(float), err, "encoder buffers");
+    size_t slots = (size_t)fy_pool_threads(pool), span = (size_t)longest + 1;
+    float *work = fy_calloc(rows * (4 * d + width) + span * slots, sizeof(float), err, "encoder buffers");
     int *pos = fy_calloc(rows, sizeof(int), err, "positions");
-    const float **keys = fy_calloc((size_t)longest + 1, 2 * sizeof *keys, err, "attention keys");
+    const float **keys = fy_calloc(span * slots, 2 * sizeof *keys, err, "attention keys");
     if (!x || !work || !pos || !keys) {
         free(x), free(work), free(pos), free(keys);
         return FANYI_ERR_MEMORY;
@@ -295,10 +344,8 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
         fy_linear(in, total, &L->self_attn.q.w, L->self_attn.q.b, q, pool);
         fy_linear(in, total, &L->self_attn.k.w, L->self_attn.k.b, k, pool);
         fy_linear(in, total, &L->self_attn.v.w, L->self_attn.v.b, v, pool);
-        for (int i = 0; i < n; i++) {
-            size_t o = (size_t)offset[i] * d;
-            sentence_attention(c, q + o, k + o, v + o, len[i], keys, keys + longest + 1, scores, attn + o);
-        }
+        enc_attn_job ej = {c, q, k, v, attn, offset, len, keys, scores, (int)span};
+        for_rows(pool, n, 1, encoder_attention_rows, &ej);
         fy_linear(attn, total, &L->self_attn.o.w, L->self_attn.o.b, q, pool);
         sublayer_output(c, &L->self_norm, x, q, total);
         feed_forward(c, L, x, h, ff, q, total, pool);
@@ -362,32 +409,6 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
         fy_linear(memory, total, &a->v.w, a->v.b, dec->cross_v + l * total * d, pool);
     }
     return FANYI_OK;
-}
-
-/* Splits rows [0, n) into chunks over the pool's threads; fn(ctx, task, r0, r1)
- * uses scratch slot `task`. Few rows stay on the calling thread. */
-typedef void (*rows_fn)(void *ctx, int task, int r0, int r1);
-typedef struct {
-    rows_fn fn;
-    void *ctx;
-    int n, chunk;
-} rows_job;
-
-static void rows_task(void *p, int task) {
-    const rows_job *j = p;
-    int r0 = task * j->chunk, r1 = r0 + j->chunk < j->n ? r0 + j->chunk : j->n;
-    if (r0 < r1) j->fn(j->ctx, task, r0, r1);
-}
-
-static void for_rows(fy_pool *pool, int n, int min_rows, rows_fn fn, void *ctx) {
-    int tasks = fy_pool_threads(pool);
-    if (tasks > (n + min_rows - 1) / min_rows) tasks = (n + min_rows - 1) / min_rows;
-    if (tasks <= 1) {
-        if (n > 0) fn(ctx, 0, 0, n);
-        return;
-    }
-    rows_job job = {fn, ctx, n, (n + tasks - 1) / tasks};
-    fy_pool_run(pool, rows_task, &job, tasks);
 }
 
 typedef struct {

@@ -5,10 +5,7 @@
 #include <string.h>
 
 void fy_linear(const float *x, int rows, const fy_packed *w, const float *b, float *y, fy_pool *pool) {
-    if (rows <= 0) return;
-    fy_gemm(x, rows, w, y, w->n, pool);
-    if (b)
-        for (int r = 0; r < rows; r++) fy_add(y + (size_t)r * w->n, b, (size_t)w->n);
+    if (rows > 0) fy_gemm(x, rows, w, b, y, w->n, pool);
 }
 
 void fy_layernorm(const float *x, int rows, int d, const float *gamma, const float *beta, float eps, float *y) {

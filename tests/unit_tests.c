@@ -151,7 +151,7 @@ static void test_gemm_invariance_and_kernels(void) {
     for (int i = 0; i < N * K; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
     fy_packed p;
     CHECK(fy_pack(w, N, K, &p), "pack");
-    fy_gemm(x, M, &p, y, N, NULL);
+    fy_gemm(x, M, &p, NULL, y, N, NULL);
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float acc = 0;
@@ -160,7 +160,7 @@ static void test_gemm_invariance_and_kernels(void) {
         }
     CHECK(!memcmp(y, ref, sizeof y), "kernel %s differs from the fma chain", fy_gemm_kernel());
     for (int m = 0; m < M; m++) {
-        fy_gemm(x + m * K, 1, &p, y1, N, NULL);
+        fy_gemm(x + m * K, 1, &p, NULL, y1, N, NULL);
         CHECK(!memcmp(y1, y + m * N, sizeof y1), "row %d alone differs", m);
     }
     /* Threads share out the panels; the bits must not change. */
@@ -173,8 +173,8 @@ static void test_gemm_invariance_and_kernels(void) {
     CHECK(fy_pack(bw, BN, BK, &bp), "pack");
     fy_pool *pool = fy_pool_create(3);
     CHECK(pool && fy_pool_threads(pool) == 3, "pool");
-    fy_gemm(bx, BM, &bp, b1, BN, NULL);
-    fy_gemm(bx, BM, &bp, b3, BN, pool);
+    fy_gemm(bx, BM, &bp, NULL, b1, BN, NULL);
+    fy_gemm(bx, BM, &bp, NULL, b3, BN, pool);
     int same = !memcmp(b1, b3, sizeof(float) * BM * BN);
     fy_pool_free(pool);
     fy_packed_free(&bp);
@@ -196,7 +196,7 @@ static void test_gemm_int8(void) {
     memset(x + 5 * K, 0, sizeof(float) * K); /* an all-zero row */
     fy_packed p;
     CHECK(fy_pack_q8(q, scale, N, K, &p), "pack");
-    fy_gemm(x, M, &p, y, N, NULL);
+    fy_gemm(x, M, &p, NULL, y, N, NULL);
     for (int m = 0; m < M; m++) {
         float mx = 0;
         for (int k = 0; k < K; k++) mx = fabsf(x[m * K + k]) > mx ? fabsf(x[m * K + k]) : mx;
@@ -211,12 +211,12 @@ static void test_gemm_int8(void) {
             float want = ((float)acc * sx) * scale[n];
             CHECK(y[m * N + n] == want, "row %d col %d: %g != %g", m, n, y[m * N + n], want);
         }
-        fy_gemm(x + m * K, 1, &p, y1, N, NULL);
+        fy_gemm(x + m * K, 1, &p, NULL, y1, N, NULL);
         CHECK(!memcmp(y1, y + m * N, sizeof y1), "row %d alone differs", m);
     }
     fy_pool *pool = fy_pool_create(2);
     float y2[M * N];
-    fy_gemm(x, M, &p, y2, N, pool);
+    fy_gemm(x, M, &p, NULL, y2, N, pool);
     fy_pool_free(pool);
     CHECK(!memcmp(y, y2, sizeof y), "threads changed int8 results");
     fy_packed_free(&p);

@@ -39,7 +39,7 @@ int main(void) {
     fy_packed p;
     if (!fy_pack(b, N, K, &p)) return 1;
     double blas = RATE(cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a, K, b, K, 0, c, N));
-    double ours = RATE(fy_gemm(a, M, &p, c, N, NULL));
+    double ours = RATE(fy_gemm(a, M, &p, NULL, c, N, NULL));
     /* int8: the same shape, weights quantized per row (int8 semantics, see gemm.h). */
     int8_t *q = malloc((size_t)N * K);
     float *scales = malloc(sizeof(float) * N);
@@ -49,7 +49,7 @@ int main(void) {
     }
     fy_packed pq;
     if (!fy_pack_q8(q, scales, N, K, &pq)) return 1;
-    double int8 = RATE(fy_gemm(a, M, &pq, c, N, NULL));
+    double int8 = RATE(fy_gemm(a, M, &pq, NULL, c, N, NULL));
     printf("{\"openblas\": %.2f, \"fanyi_f32\": %.2f, \"fanyi_int8\": %.2f, \"kernel\": \"%s\"}\n", blas, ours,
            int8, fy_gemm_kernel());
     fy_packed_free(&p);
