@@ -47,7 +47,10 @@ def _cli_nbest(model_dir, sources, beam, nbest, extra=()):
 
 
 def _check_search(model, model_dir, beam, nbest, max_length=20, tol=1e-4):
-    ref = translate(model, SOURCES, Options(beam_size=beam, nbest=nbest, max_length=max_length))
+    # The engine takes the length ratio and penalty from config.json unless told otherwise; so does this.
+    ref = translate(model, SOURCES, Options(beam_size=beam, nbest=nbest, max_length=max_length,
+                                            max_length_ratio=model.cfg.max_length_ratio,
+                                            length_penalty=model.cfg.length_penalty))
     got = _cli_nbest(model_dir, SOURCES, beam, nbest, ["--max-length", str(max_length)])
     assert len(got) == len(SOURCES)
     for i, (r, g) in enumerate(zip(ref, got)):

@@ -57,7 +57,8 @@ def check_text_path(marian_dir, converted, sentences, beam, max_length=12):
     by_ids = run(common + ["--input", "ids", "--output", "ids"], "".join(ids_line(s) + "\n" for s in src_ids),
                  check=0).stdout
     assert by_text == by_ids
-    ref = translate(model, src_ids, Options(beam_size=beam, nbest=1, max_length=max_length))
+    ref = translate(model, src_ids, Options(beam_size=beam, nbest=1, max_length=max_length,
+                                            max_length_ratio=cfg.max_length_ratio, length_penalty=cfg.length_penalty))
     got = by_ids.decode().split("\n")[:-1]
     assert got == [ids_line(r[0].tokens) for r in ref]
     # Detokenization: ids -> vocab.json pieces -> SentencePiece decoding, as MarianTokenizer.decode does.

@@ -80,7 +80,8 @@ def torch_worker(args):
     ids = sp_src.encode(lines)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = [""] * len(ids)
-    opts = Options(beam_size=args.beam, nbest=1, max_length=cfg.max_length)
+    opts = Options(beam_size=args.beam, nbest=1, max_length=cfg.max_length, max_length_ratio=cfg.max_length_ratio,
+                   length_penalty=cfg.length_penalty)
     with torch.inference_mode():
         for b in range(0, len(order), BATCH):
             chunk = order[b:b + BATCH]
