@@ -11,7 +11,7 @@
  *   - Every failure returns a FANYI_ERR_* code and a message naming the file,
  *     key or tensor and what is wrong. The library never exits or prints.
  *   - A model may be shared by threads for reading; a call writes only to its
- *     own results. No global mutable state except OpenBLAS's thread count.
+ *     own results. There is no global mutable state.
  */
 #ifndef FANYI_H
 #define FANYI_H
@@ -48,7 +48,7 @@ typedef struct fanyi_options {
     int max_length;         /* absolute limit on target tokens; 0 = model default */
     float max_length_ratio; /* limit = ceil(ratio * source tokens); < 0 = model default, 0 = none */
     float length_penalty;   /* score = logprob / length^penalty; < 0 = model default */
-    int threads;            /* BLAS threads; 0 = leave as is */
+    int threads;            /* worker threads; 0 = one per CPU, at most 8 (output never depends on it) */
     int split_sentences;    /* text: translate each sentence of a line separately, then rejoin */
 } fanyi_options;
 

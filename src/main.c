@@ -79,7 +79,7 @@ static void usage(void) {
            "      --max-length N        at most N target tokens\n"
            "      --max-length-ratio R  at most ceil(R * source tokens) target tokens (0 = off)\n"
            "      --length-penalty A    rank by logprob / length^A\n"
-           "  -t, --threads N           BLAS threads\n"
+           "  -t, --threads N           worker threads (default: one per CPU, at most 8)\n"
            "      --batch-size N        sentences translated together (default 32)\n"
            "      --input text|ids      read text (default) or space-separated token ids\n"
            "      --output text|ids     write text (default) or token ids\n"
