@@ -281,7 +281,7 @@ static void row_attention(const fy_config *c, const float *q, const float *const
 
 /* Self-attention of one sentence of L rows (row stride d), one query row at a
  * time: the same deterministic kernel as the decoder, so nothing depends on
- * BLAS threading. keys/vals have room for L pointers. */
+ * the number of threads. keys/vals have room for L pointers. */
 static void sentence_attention(const fy_config *c, const float *q, const float *k, const float *v, int L,
                                const float **keys, const float **vals, float *scores, float *out) {
     size_t d = (size_t)c->d_model;

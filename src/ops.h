@@ -1,5 +1,5 @@
 /*
- * ops.h -- numeric kernels: BLAS matrix products and the row-wise operations
+ * ops.h -- numeric kernels: linear layers (through gemm.h) and the row-wise operations
  * of a Transformer (LayerNorm, activations, softmax).
  *
  * Matrices are row-major f32. Weight matrices are stored [out, in] as in
