@@ -188,6 +188,7 @@ int fy_config_parse(fy_config *cfg, const char *json, size_t len, const char *pa
     if (!rc) rc = read_string(&r, "source_spm", "", 1, &cfg->source_spm);
     if (!rc) rc = read_string(&r, "target_spm", "", 1, &cfg->target_spm);
     if (!rc) rc = read_string(&r, "vocab", "", 1, &cfg->vocab);
+    if (!rc) rc = read_string(&r, "target_vocab", "", 1, &cfg->target_vocab);
     if (!rc) rc = read_string(&r, "weights", "model.safetensors", 1, &cfg->weights);
     if (!rc) rc = read_int(&r, "beam_size", 0, 5, 1, 1024, &cfg->beam_size);
     if (!rc) rc = read_int(&r, "max_length", 0, 256, 1, 1 << 20, &cfg->max_length);
@@ -215,6 +216,7 @@ void fy_config_free(fy_config *cfg) {
     free(cfg->source_spm);
     free(cfg->target_spm);
     free(cfg->vocab);
+    free(cfg->target_vocab);
     free(cfg->weights);
-    cfg->source_spm = cfg->target_spm = cfg->vocab = cfg->weights = NULL;
+    cfg->source_spm = cfg->target_spm = cfg->vocab = cfg->target_vocab = cfg->weights = NULL;
 }

@@ -32,7 +32,8 @@ typedef struct fy_config {
     int forbidden_ids[FY_MAX_FORBIDDEN];
     int n_forbidden;
     int source_eos;
-    char *source_spm, *target_spm, *vocab, *weights; /* relative to the model dir; "" if none */
+    /* Relative to the model dir; "" if none. target_vocab, when set, maps target pieces (else vocab does). */
+    char *source_spm, *target_spm, *vocab, *target_vocab, *weights;
     int beam_size, max_length;
     float max_length_ratio, length_penalty;
 } fy_config;

@@ -41,7 +41,8 @@ fanyi_model *fanyi_load(const char *dir, fanyi_error *err) {
     int rc = fy_model_load(&fm->model, dir, err);
     const fy_config *c = &fm->model.cfg;
     if (!rc && c->source_spm[0]) rc = fy_tokenizer_load(&fm->source, dir, c->source_spm, c->vocab, c->src_vocab_size, err);
-    if (!rc && c->target_spm[0]) rc = fy_tokenizer_load(&fm->target, dir, c->target_spm, c->vocab, c->tgt_vocab_size, err);
+    const char *target_vocab = c->target_vocab[0] ? c->target_vocab : c->vocab;
+    if (!rc && c->target_spm[0]) rc = fy_tokenizer_load(&fm->target, dir, c->target_spm, target_vocab, c->tgt_vocab_size, err);
     if (!rc && (!fm->source) != (!fm->target))
         rc = fy_fail(err, FANYI_ERR_MODEL, "%s/config.json: source_spm and target_spm must be given together", dir);
     if (rc) {

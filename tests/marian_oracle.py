@@ -76,16 +76,19 @@ def random_marian_state(cfg, seed=0, std=0.05):
     from fanyi_ref.model import sinusoidal_table
     g = torch.Generator().manual_seed(seed)
     d, V, f = cfg["d_model"], cfg["vocab_size"], cfg["encoder_ffn_dim"]
+    V_tgt = cfg.get("decoder_vocab_size") or V
 
     def r(*shape):
         return torch.randn(*shape, generator=g) * std
 
     shared = r(V, d)
     shared[cfg["pad_token_id"]] = 0
+    # Separate vocabularies (share_encoder_decoder_embeddings false): the decoder has its own table.
+    target = shared if V_tgt == V and cfg.get("share_encoder_decoder_embeddings", True) else r(V_tgt, d)
     pos = sinusoidal_table(cfg["max_position_embeddings"], d, "sinusoidal-halves")
     st = {"model.shared.weight": shared, "model.encoder.embed_tokens.weight": shared,
-          "model.decoder.embed_tokens.weight": shared, "lm_head.weight": shared,
-          "final_logits_bias": r(1, V), "model.encoder.embed_positions.weight": pos,
+          "model.decoder.embed_tokens.weight": target, "lm_head.weight": target,
+          "final_logits_bias": r(1, V_tgt), "model.encoder.embed_positions.weight": pos,
           "model.decoder.embed_positions.weight": pos.clone()}
 
     def attn(prefix):

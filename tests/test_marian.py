@@ -38,7 +38,8 @@ def check_against_oracle(marian_dir, converted, sentences, tol=1e-4):
     bin_path = os.path.join(marian_dir, "pytorch_model.bin")
     state = torch.load(bin_path, map_location="cpu")
     rng = random.Random(0)
-    pairs = [(marian_ids(marian_dir, s), [rng.randrange(1, cfg["vocab_size"] - 1) for _ in range(rng.randrange(0, 6))])
+    v_tgt = cfg.get("decoder_vocab_size") or cfg["vocab_size"]
+    pairs = [(marian_ids(marian_dir, s), [rng.randrange(1, v_tgt - 1) for _ in range(rng.randrange(0, 6))])
              for s in sentences]
     for (s, t), got in zip(pairs, c_logprobs(converted, pairs)):
         ref = marian_logprobs(state, cfg, s, t)
@@ -61,8 +62,9 @@ def check_text_path(marian_dir, converted, sentences, beam, max_length=12):
                                             max_length_ratio=cfg.max_length_ratio, length_penalty=cfg.length_penalty))
     got = by_ids.decode().split("\n")[:-1]
     assert got == [ids_line(r[0].tokens) for r in ref]
-    # Detokenization: ids -> vocab.json pieces -> SentencePiece decoding, as MarianTokenizer.decode does.
-    inv = {v: k for k, v in json.load(open(os.path.join(marian_dir, "vocab.json"), encoding="utf-8")).items()}
+    # Detokenization: ids -> vocab pieces -> SentencePiece decoding, as MarianTokenizer.decode does.
+    vocab_file = "target_vocab.json" if os.path.exists(os.path.join(marian_dir, "target_vocab.json")) else "vocab.json"
+    inv = {v: k for k, v in json.load(open(os.path.join(marian_dir, vocab_file), encoding="utf-8")).items()}
     tsp = spm.SentencePieceProcessor(model_file=os.path.join(marian_dir, "target.spm"))
     text = run(common, "".join(s + "\n" for s in sentences), check=0).stdout.decode().split("\n")[:-1]
     assert text == [tsp.decode_pieces([inv[i] for i in r[0].tokens]) for r in ref]
@@ -84,6 +86,34 @@ def test_fixture_f16_and_int8_match_the_reference():
     for dtype in ("f16", "int8"):
         converted, _ = convert(FIXTURE, dtype)
         check_text_path(FIXTURE, converted, sentences, beam=3)
+
+
+def test_separate_target_vocabulary():
+    """MarianTokenizer's separate_vocabs layout: target_vocab.json and a decoder table of its own size."""
+    d = os.path.join(tmpdir(), "sep")
+    shutil.copytree(FIXTURE, d)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    vocab = json.load(open(os.path.join(d, "vocab.json"), encoding="utf-8"))
+    pieces = [p for p in vocab if p not in ("</s>", "<unk>", "<pad>")]
+    random.Random(5).shuffle(pieces)
+    target = {"</s>": 0, "<unk>": 1}
+    for p in pieces[:246]:
+        target[p] = len(target)
+    target["<pad>"] = len(target)
+    json.dump(target, open(os.path.join(d, "target_vocab.json"), "w", encoding="utf-8"), ensure_ascii=False)
+    cfg.update(decoder_vocab_size=len(target), share_encoder_decoder_embeddings=False,
+               pad_token_id=len(target) - 1, decoder_start_token_id=len(target) - 1,
+               bad_words_ids=[[len(target) - 1]])
+    json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    # The source side keeps its own pad at the end of vocab.json.
+    torch.save(random_marian_state(cfg, seed=4, std=0.3), os.path.join(d, "pytorch_model.bin"))
+    converted, _ = convert(d)
+    out_cfg = json.load(open(os.path.join(converted, "config.json")))
+    assert out_cfg["target_vocab"] == "target_vocab.json" and out_cfg["tgt_vocab_size"] == len(target)
+    assert not out_cfg["shared_embeddings"]
+    sentences = ["a man rides a horse", "Two dogs play in the snow."]
+    check_against_oracle(d, converted, sentences)
+    check_text_path(d, converted, sentences, beam=3)
 
 
 def test_converter_refuses_what_fanyi_cannot_represent():

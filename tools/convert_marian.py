@@ -68,9 +68,6 @@ def check_config(c):
         refuse("normalize_embedding", "a LayerNorm after the embeddings is not part of the fanyi architecture")
     if c.get("d_model", 512) % c.get("encoder_attention_heads", 8):
         refuse("d_model", "must be a multiple of the number of heads")
-    dec_vocab = c.get("decoder_vocab_size")
-    if c.get("share_encoder_decoder_embeddings", True) is False and dec_vocab not in (None, c.get("vocab_size")):
-        refuse("decoder_vocab_size", "separate source and target vocabularies are not supported yet")
 
 
 def forbidden_ids(c):
@@ -101,15 +98,20 @@ def convert(marian_dir, out_dir, dtype="f32"):
     for name in ("source.spm", "target.spm", "vocab.json"):
         if not os.path.exists(os.path.join(marian_dir, name)):
             raise Unsupported(f"{marian_dir}: {name} is missing")
-    if os.path.exists(os.path.join(marian_dir, "target_vocab.json")):
-        raise Unsupported(f"{marian_dir}: target_vocab.json: separate target vocabularies are not supported yet")
     with open(os.path.join(marian_dir, "vocab.json"), encoding="utf-8") as f:
         vocab = json.load(f)
     if "<unk>" not in vocab:
         raise Unsupported("vocab.json has no '<unk>' entry")
+    # Separate vocabularies (MarianTokenizer's separate_vocabs): target pieces map through target_vocab.json.
+    separate = os.path.exists(os.path.join(marian_dir, "target_vocab.json"))
+    tgt_vocab = vocab
+    if separate:
+        with open(os.path.join(marian_dir, "target_vocab.json"), encoding="utf-8") as f:
+            tgt_vocab = json.load(f)
 
     state = strip_prefix(load_state(marian_dir))
     d, V = c["d_model"], c["vocab_size"]
+    V_tgt = c.get("decoder_vocab_size") or V
     enc_layers, dec_layers = c["encoder_layers"], c["decoder_layers"]
     shared = state.get("shared.weight", state.get("encoder.embed_tokens.weight"))
     if shared is None:
@@ -120,7 +122,11 @@ def convert(marian_dir, out_dir, dtype="f32"):
         raise Unsupported(f"vocab.json has id {max(vocab.values())} but the model has {V} embeddings")
     src_emb = state.get("encoder.embed_tokens.weight", shared)
     tgt_emb = state.get("decoder.embed_tokens.weight", shared)
-    share = torch.equal(src_emb, tgt_emb)
+    if tuple(tgt_emb.shape) != (V_tgt, d):
+        raise Unsupported(f"decoder.embed_tokens.weight has shape {tuple(tgt_emb.shape)}, config says [{V_tgt}, {d}]")
+    if max(tgt_vocab.values()) >= V_tgt:
+        raise Unsupported(f"the target vocabulary has id {max(tgt_vocab.values())} but the decoder has {V_tgt}")
+    share = src_emb.shape == tgt_emb.shape and torch.equal(src_emb, tgt_emb)
     lm_head = state.get("lm_head.weight", tgt_emb)
     tied = torch.equal(lm_head, tgt_emb)
     n_pos = c.get("max_position_embeddings", 512)
@@ -132,7 +138,7 @@ def convert(marian_dir, out_dir, dtype="f32"):
     if not tied:
         out["output.weight"] = lm_head
     bias = state.get("final_logits_bias")
-    out["logits_bias"] = bias.reshape(-1) if bias is not None else torch.zeros(V)
+    out["logits_bias"] = bias.reshape(-1) if bias is not None else torch.zeros(V_tgt)
     if pos_kind == "learned":
         out["encoder.pos.weight"] = state["encoder.embed_positions.weight"]
         out["decoder.pos.weight"] = state["decoder.embed_positions.weight"]
@@ -162,21 +168,22 @@ def convert(marian_dir, out_dir, dtype="f32"):
     act = {"silu": "swish"}.get(c.get("activation_function", "swish"), c.get("activation_function", "swish"))
     pad = c.get("pad_token_id", V - 1)
     cfg = Config(
-        src_vocab_size=V, tgt_vocab_size=V, d_model=d, n_heads=c["encoder_attention_heads"],
+        src_vocab_size=V, tgt_vocab_size=V_tgt, d_model=d, n_heads=c["encoder_attention_heads"],
         d_ff=c["encoder_ffn_dim"], encoder_layers=enc_layers, decoder_layers=dec_layers, max_positions=n_pos,
         activation=act, norm="post", encoder_final_norm=False, decoder_final_norm=False,
         scale_embeddings=bool(c.get("scale_embedding", True)), positions=pos_kind, shared_embeddings=share,
         tied_output=tied, logits_bias=True, layernorm_eps=1e-5, pad_id=pad, eos_id=c.get("eos_token_id", 0),
         unk_id=vocab["<unk>"], decoder_start_id=c.get("decoder_start_token_id", pad),
         forbidden_ids=[i for i in forbidden_ids(c) if i != pad], source_eos=True, source_spm="source.spm",
-        target_spm="target.spm", vocab="vocab.json", beam_size=int(c.get("num_beams") or 4),
+        target_spm="target.spm", vocab="vocab.json", target_vocab="target_vocab.json" if separate else "",
+        beam_size=int(c.get("num_beams") or 4),
         max_length=int(min(c.get("max_length") or n_pos, n_pos)), max_length_ratio=0.0,
         length_penalty=float(c.get("length_penalty", 1.0)))
     tmp = out_dir + ".tmp"
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
-    save_model_dir(tmp, cfg, out, dtype, {n: os.path.join(marian_dir, n)
-                                         for n in ("source.spm", "target.spm", "vocab.json")})
+    files = ("source.spm", "target.spm", "vocab.json") + (("target_vocab.json",) if separate else ())
+    save_model_dir(tmp, cfg, out, dtype, {n: os.path.join(marian_dir, n) for n in files})
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)

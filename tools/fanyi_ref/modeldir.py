@@ -55,6 +55,7 @@ class Config:
     source_spm: str = ""
     target_spm: str = ""
     vocab: str = ""
+    target_vocab: str = ""  # maps target pieces when set (else vocab does)
     weights: str = "model.safetensors"
     beam_size: int = 5
     max_length: int = 256
