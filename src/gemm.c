@@ -73,12 +73,6 @@ void fy_packed_free(fy_packed *p) {
     p->colsum = NULL;
 }
 
-size_t fy_packed_bytes(const fy_packed *p) {
-    size_t panels = (size_t)(p->n + FY_PANEL - 1) / FY_PANEL;
-    if (p->q) return panels * (size_t)p->k4 * FY_PANEL + (size_t)p->n * 8;
-    return panels * (size_t)p->k * FY_PANEL * sizeof(float);
-}
-
 /* ---- int8: activations quantized per row, offset by 64 to unsigned ---- */
 
 enum { Q_BLOCK = 48 }; /* rows quantized at a time (on the stack) */

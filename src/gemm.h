@@ -46,7 +46,6 @@ int fy_pack(const float *w, int n, int k, fy_packed *out);
  */
 int fy_pack_q8(const int8_t *q, const void *scale_le, int n, int k, fy_packed *out); /* scales: n little-endian f32, any alignment */
 void fy_packed_free(fy_packed *p);
-size_t fy_packed_bytes(const fy_packed *p);
 
 /* y[m][0..n) = x[m][0..k) . W^T (+ bias[n] when bias is not NULL) for m < M;
  * rows of y are ldy floats apart. With a pool, the weight panels are shared

@@ -35,7 +35,8 @@ typedef struct {
     unsigned char *forbidden;    /* [vocab] */
 } search_state;
 
-int fy_length_limit(const fy_config *cfg, const fy_search_opts *o, int src_len) {
+/* Length limit of a sentence with src_len source tokens (EOS included). */
+static int length_limit(const fy_config *cfg, const fy_search_opts *o, int src_len) {
     int limit = o->max_length < cfg->max_positions ? o->max_length : cfg->max_positions;
     if (o->max_length_ratio > 0) {
         double by_ratio = ceil((double)o->max_length_ratio * src_len);
@@ -65,7 +66,7 @@ static int state_init(search_state *s, const fy_model *m, const int *len, int n,
     s->limit = fy_calloc((size_t)n, sizeof(int), err, "search limits");
     if (!s->limit) return FANYI_ERR_MEMORY;
     for (int i = 0; i < n; i++) {
-        s->limit[i] = fy_length_limit(c, o, len[i]);
+        s->limit[i] = length_limit(c, o, len[i]);
         if (s->limit[i] > s->max_steps) s->max_steps = s->limit[i];
     }
     size_t S = (size_t)s->max_steps;

@@ -30,9 +30,6 @@ typedef struct fy_hyp {
     float score, logprob;
 } fy_hyp;
 
-/* Length limit of a sentence with src_len source tokens (EOS included). */
-int fy_length_limit(const fy_config *cfg, const fy_search_opts *o, int src_len);
-
 /* Translates n packed sentences (ids already end with EOS where the model
  * wants it). hyps[i*nbest .. ] receives up to nbest hypotheses of sentence i,
  * best first; n_hyps[i] says how many. */

@@ -189,8 +189,6 @@ const fy_tensor *fy_weights_find(const fy_weights *w, const char *name) {
     return NULL;
 }
 
-int fy_weights_has(const fy_weights *w, const char *name) { return fy_weights_find(w, name) != NULL; }
-
 static float half_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
     if (exp == 0) {
@@ -362,6 +360,5 @@ const char *fy_weights_unused(const fy_weights *w) {
     return NULL;
 }
 
-size_t fy_weights_file_size(const fy_weights *w) { return w->size; }
 int fy_weights_count(const fy_weights *w) { return w->n_tensors; }
 const fy_tensor *fy_weights_nth(const fy_weights *w, int i) { return i >= 0 && i < w->n_tensors ? &w->tensors[i] : NULL; }

@@ -37,7 +37,6 @@ int fy_weights_from_memory(fy_weights **out, const uint8_t *data, size_t size, c
 void fy_weights_close(fy_weights *w);
 
 const fy_tensor *fy_weights_find(const fy_weights *w, const char *name);
-int fy_weights_has(const fy_weights *w, const char *name);
 
 /* Checks that tensor `name` exists with the given rank and shape and a dtype
  * fy_weights_f32 can convert, and marks it used, without converting it. */
@@ -60,7 +59,6 @@ void fy_weights_release(fy_weights *w, const char *name);
 
 /* The first tensor never requested, or NULL. */
 const char *fy_weights_unused(const fy_weights *w);
-size_t fy_weights_file_size(const fy_weights *w);
 int fy_weights_count(const fy_weights *w);
 const fy_tensor *fy_weights_nth(const fy_weights *w, int i);
 
