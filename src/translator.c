@@ -84,7 +84,7 @@ static int by_length(const void *a, const void *b) {
     return x->len != y->len ? x->len - y->len : x->index - y->index;
 }
 
-/* Translates sentences order[0..n) (indices into src) as one batch. */
+/* Translates items[0..n) (sentences of src, sorted by length) as one batch. */
 static int translate_batch(const fanyi_model *fm, const int *const *src, const int *src_len, const by_len_item *items,
                            int n, const fy_search_opts *o, fy_pool *pool, fanyi_result *results, fanyi_error *err) {
     const fy_config *c = &fm->model.cfg;
