@@ -223,6 +223,52 @@ static void test_gemm_int8(void) {
     printf("ok %s (%s)\n", __func__, fy_gemm_kernel());
 }
 
+/* Every edge-tile shape, f32 and int8, against the scalar definition, bit for bit. */
+static void test_gemm_shapes(void) {
+    static const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 14};
+    static const int Ns[] = {1, 5, 16, 17, 31, 33, 48, 70};
+    static const int Ks[] = {1, 3, 4, 7, 8, 9, 33, 130};
+    float x[14 * 130], w[70 * 130], y[14 * 70], scale[70];
+    int8_t q[70 * 130];
+    srand(3);
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) q[i] = (int8_t)(rand() % 255 - 127);
+    for (int n = 0; n < 70; n++) scale[n] = 0.02f;
+    for (size_t a = 0; a < sizeof Ms / sizeof Ms[0]; a++)
+        for (size_t b = 0; b < sizeof Ns / sizeof Ns[0]; b++)
+            for (size_t c = 0; c < sizeof Ks / sizeof Ks[0]; c++) {
+                int M = Ms[a], N = Ns[b], K = Ks[c];
+                fy_packed pf, pq;
+                CHECK(fy_pack(w, N, K, &pf) && fy_pack_q8(q, scale, N, K, &pq), "pack");
+                fy_gemm(x, M, &pf, NULL, y, N, NULL);
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++) {
+                        float acc = 0;
+                        for (int k = 0; k < K; k++) acc = fmaf(x[m * K + k], w[n * K + k], acc);
+                        CHECK(y[m * N + n] == acc, "f32 M=%d N=%d K=%d at (%d,%d)", M, N, K, m, n);
+                    }
+                fy_gemm(x, M, &pq, NULL, y, N, NULL);
+                for (int m = 0; m < M; m++) {
+                    float mx = 0;
+                    for (int k = 0; k < K; k++) mx = fabsf(x[m * K + k]) > mx ? fabsf(x[m * K + k]) : mx;
+                    float inv = mx > 0 ? 63.0f / mx : 0, sx = mx > 0 ? mx / 63.0f : 1;
+                    for (int n = 0; n < N; n++) {
+                        int32_t acc = 0;
+                        for (int k = 0; k < K; k++) {
+                            float v = nearbyintf(x[m * K + k] * inv);
+                            acc += (int32_t)(v > 63 ? 63 : v < -63 ? -63 : v) * q[n * K + k];
+                        }
+                        CHECK(y[m * N + n] == ((float)acc * sx) * scale[n], "int8 M=%d N=%d K=%d at (%d,%d)", M, N, K,
+                              m, n);
+                    }
+                }
+                fy_packed_free(&pf);
+                fy_packed_free(&pq);
+            }
+    printf("ok %s (%s)\n", __func__, fy_gemm_kernel());
+}
+
 static void test_line_reader(void) {
     int fds[2];
     CHECK(pipe(fds) == 0, "pipe");
@@ -281,6 +327,7 @@ int main(void) {
     test_weights_rejects();
     test_gemm_invariance_and_kernels();
     test_gemm_int8();
+    test_gemm_shapes();
     test_line_reader();
     test_tokenizer_rejects_garbage();
     return failures ? 1 : 0;
