@@ -453,17 +453,18 @@ static void cross_attention_rows(void *p, int task, int r0, int r1) {
 }
 
 typedef struct {
-    float *x;
+    const float *x;
+    float *lse;
     int n;
-} softmax_job;
+} lse_job;
 
-static void log_softmax_rows(void *p, int task, int r0, int r1) {
-    const softmax_job *j = p;
+static void logsumexp_rows(void *p, int task, int r0, int r1) {
+    const lse_job *j = p;
     (void)task;
-    for (int r = r0; r < r1; r++) fy_log_softmax(j->x + (size_t)r * j->n, j->n);
+    for (int r = r0; r < r1; r++) j->lse[r] = fy_logsumexp(j->x + (size_t)r * j->n, j->n);
 }
 
-void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logprobs) {
+void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logits, float *lse) {
     const fy_model *m = dec->m;
     const fy_config *c = &m->cfg;
     int d = c->d_model, t = dec->step;
@@ -491,9 +492,9 @@ void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, in
         feed_forward(c, L, dec->x, dec->h, dec->ff, dec->o, n_rows, dec->pool);
     }
     if (c->decoder_final_norm) fy_layernorm(dec->x, n_rows, d, m->dec_final.gamma, m->dec_final.beta, c->layernorm_eps, dec->x);
-    fy_linear(dec->x, n_rows, &m->out_proj, m->logits_bias, logprobs, dec->pool);
-    softmax_job sj = {logprobs, c->tgt_vocab_size};
-    for_rows(dec->pool, n_rows, 4, log_softmax_rows, &sj);
+    fy_linear(dec->x, n_rows, &m->out_proj, m->logits_bias, logits, dec->pool);
+    lse_job lj = {logits, lse, c->tgt_vocab_size};
+    for_rows(dec->pool, n_rows, 4, logsumexp_rows, &lj);
     dec->n_rows = n_rows;
     dec->step = t + 1;
 }

@@ -74,8 +74,10 @@ typedef struct fy_decoder {
 int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, const int *src_offset,
                      const int *src_len, int n_sent, int max_rows, int max_steps, fy_pool *pool, fanyi_error *err);
 /* One position for rows 0..n_rows-1: row r continues token tokens[r] of a
- * hypothesis of sentence row_sent[r]. Writes log-probs [n_rows, Vt]. */
-void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logprobs);
+ * hypothesis of sentence row_sent[r]. Writes the logits [n_rows, Vt] and each
+ * row's log-sum-exp: log p(v) = logits[r][v] - lse[r], computed only where
+ * search looks (greedy needs no full softmax). */
+void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logits, float *lse);
 /* After a step: new row i continues old row parent[i]. */
 void fy_decoder_reorder(fy_decoder *dec, const int *parent, int n_rows);
 void fy_decoder_free(fy_decoder *dec);

@@ -143,12 +143,6 @@ __attribute__((target("avx2"))) static float max_avx2(const float *x, int n) {
     return rest > mx ? rest : mx;
 }
 
-__attribute__((target("avx2"))) static void sub_avx2(float *x, int n, float v) {
-    __m256 s = _mm256_set1_ps(v);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_loadu_ps(x + i), s));
-    for (; i < n; i++) x[i] -= v;
-}
 #endif
 
 /* The maximum is exact in any order; no NaN reaches here (finite logits). */
@@ -164,16 +158,9 @@ void fy_softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void fy_log_softmax(float *x, int n) {
+float fy_logsumexp(const float *x, int n) {
     float mx = max_of(x, n);
-    float lse = mx + logf(sum_exp(x, n, mx, NULL));
-#if defined(__x86_64__)
-    if (fy_simd_enabled()) {
-        sub_avx2(x, n, lse);
-        return;
-    }
-#endif
-    for (int i = 0; i < n; i++) x[i] -= lse;
+    return mx + logf(sum_exp(x, n, mx, NULL));
 }
 
 float fy_dot(const float *restrict a, const float *restrict b, int n) {

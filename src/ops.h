@@ -24,8 +24,8 @@ void fy_add(float *restrict x, const float *restrict y, size_t n);
 
 /* In place: softmax of one row of n. */
 void fy_softmax(float *x, int n);
-/* In place: log-softmax of one row of n. */
-void fy_log_softmax(float *x, int n);
+/* log(sum(exp(x))) of one row of n: x[i] - fy_logsumexp(x, n) is its log-softmax. */
+float fy_logsumexp(const float *x, int n);
 
 float fy_dot(const float *restrict a, const float *restrict b, int n);
 void fy_axpy(float a, const float *restrict x, float *restrict y, int n);

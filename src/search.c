@@ -20,7 +20,7 @@ typedef struct {
 /* Everything the step loop touches, allocated once per batch. */
 typedef struct {
     int n_sent, beam, max_rows, max_steps, vocab;
-    float *logprobs;             /* [max_rows][vocab] */
+    float *logits, *lse;         /* [max_rows][vocab], [max_rows]: log p = logits - lse */
     int *row_sent, *row_tok;     /* current rows */
     float *row_lp;
     int *next_sent, *next_tok, *next_parent;
@@ -47,7 +47,7 @@ static int length_limit(const fy_config *cfg, const fy_search_opts *o, int src_l
 }
 
 static void state_free(search_state *s) {
-    free(s->logprobs), free(s->row_sent), free(s->row_tok), free(s->row_lp);
+    free(s->logits), free(s->lse), free(s->row_sent), free(s->row_tok), free(s->row_lp);
     free(s->next_sent), free(s->next_tok), free(s->next_parent), free(s->next_lp);
     free(s->gen_tok), free(s->gen_parent), free(s->beam_left), free(s->limit), free(s->n_finished);
     free(s->finished), free(s->finished_tokens), free(s->cand), free(s->forbidden);
@@ -70,7 +70,8 @@ static int state_init(search_state *s, const fy_model *m, const int *len, int n,
         if (s->limit[i] > s->max_steps) s->max_steps = s->limit[i];
     }
     size_t S = (size_t)s->max_steps;
-    s->logprobs = fy_calloc(R * V, sizeof(float), err, "log-probabilities");
+    s->logits = fy_calloc(R * V, sizeof(float), err, "logits");
+    s->lse = fy_calloc(R, sizeof(float), err, "log-sum-exp");
     s->row_sent = fy_calloc(R, sizeof(int), err, "search rows");
     s->row_tok = fy_calloc(R, sizeof(int), err, "search rows");
     s->row_lp = fy_calloc(R, sizeof(float), err, "search rows");
@@ -89,7 +90,7 @@ static int state_init(search_state *s, const fy_model *m, const int *len, int n,
     s->group_first = fy_calloc((size_t)n, sizeof(int), err, "search rows");
     s->group_end = fy_calloc((size_t)n, sizeof(int), err, "search rows");
     s->forbidden = fy_calloc(V, 1, err, "forbidden ids");
-    if (!s->logprobs || !s->row_sent || !s->row_tok || !s->row_lp || !s->next_sent || !s->next_tok ||
+    if (!s->logits || !s->lse || !s->row_sent || !s->row_tok || !s->row_lp || !s->next_sent || !s->next_tok ||
         !s->next_parent || !s->next_lp || !s->gen_tok || !s->gen_parent || !s->beam_left || !s->n_finished ||
         !s->finished || !s->finished_tokens || !s->cand || !s->forbidden || !s->n_cand || !s->group_first ||
         !s->group_end)
@@ -140,13 +141,14 @@ static void finish(search_state *s, const fy_search_opts *o, int sent, int paren
 }
 
 /* Offers every allowed token of one row; candidates arrive in increasing token order. */
-static void offer_row(const search_state *s, const float *lp, float row_lp, int row, int k, candidate *cand,
-                      int *n_cand) {
+static void offer_row(const search_state *s, const float *logits, float lse, float row_lp, int row, int k,
+                      candidate *cand, int *n_cand) {
     for (int v = 0; v < s->vocab; v++) {
+        float lp = logits[v] - lse; /* the log-softmax, only where it is looked at */
+        float total = row_lp + lp;
         /* Cheap test first: below the current k-th best, nothing changes. */
-        float total = row_lp + lp[v];
         if (*n_cand == k && !(total > cand[k - 1].total)) continue;
-        if (!s->forbidden[v] && lp[v] != -INFINITY) offer(cand, n_cand, k, total, row, v);
+        if (!s->forbidden[v] && lp != -INFINITY) offer(cand, n_cand, k, total, row, v);
     }
 }
 
@@ -166,7 +168,7 @@ static void offer_groups(void *p, int task) {
         candidate *cand = s->cand + (size_t)sent * s->beam;
         s->n_cand[sent] = 0;
         for (int r = s->group_first[g]; r < s->group_end[g]; r++)
-            offer_row(s, s->logprobs + (size_t)r * s->vocab, s->row_lp[r], r, k, cand, &s->n_cand[sent]);
+            offer_row(s, s->logits + (size_t)r * s->vocab, s->lse[r], s->row_lp[r], r, k, cand, &s->n_cand[sent]);
     }
 }
 
@@ -229,7 +231,7 @@ int fy_search(const fy_model *m, const int *ids, const int *offset, const int *l
     if (!rc) rc = fy_decoder_start(&dec, m, memory, offset, len, n, s.max_rows, s.max_steps, pool, err);
     int n_rows = n;
     for (int t = 0; !rc && n_rows > 0; t++) {
-        fy_decoder_step(&dec, s.row_tok, s.row_sent, n_rows, s.logprobs);
+        fy_decoder_step(&dec, s.row_tok, s.row_sent, n_rows, s.logits, s.lse);
         int n_groups = 0, n_next = 0;
         for (int first = 0; first < n_rows; n_groups++) {
             int end = first;

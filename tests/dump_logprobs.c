@@ -59,7 +59,9 @@ int main(int argc, char **argv) {
         float *lp = malloc(sizeof(float) * (size_t)V * (size_t)(nt + 1));
         int row_sent = 0, tok = m.cfg.decoder_start_id;
         for (int t = 0; t <= nt; t++) {
-            fy_decoder_step(&dec, &tok, &row_sent, 1, lp + (size_t)t * V);
+            float lse, *row = lp + (size_t)t * V;
+            fy_decoder_step(&dec, &tok, &row_sent, 1, row, &lse);
+            for (int v = 0; v < V; v++) row[v] -= lse;
             if (t < nt) tok = tgt[t];
         }
         int rows = nt + 1;
