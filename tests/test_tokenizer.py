@@ -150,3 +150,70 @@ def test_unknown_model_file_is_a_clear_error():
     assert b"bad.model" in p.stderr
     p = run(["spm-encode", "--model", os.path.join(d, "missing.model")], b"x\n", check=2)
     assert b"missing.model" in p.stderr
+
+
+def _varint(b, i):
+    v = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, i
+
+
+def _enc_varint(v):
+    out = bytearray()
+    while True:
+        c = v & 0x7F
+        v >>= 7
+        out.append(c | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def _fields(b):
+    """Top-level protobuf fields as (number, wire type, raw bytes of the whole field)."""
+    i = 0
+    while i < len(b):
+        start = i
+        key, i = _varint(b, i)
+        wire = key & 7
+        if wire == 0:
+            _, i = _varint(b, i)
+        elif wire == 2:
+            n, i = _varint(b, i)
+            i += n
+        elif wire == 5:
+            i += 4
+        elif wire == 1:
+            i += 8
+        yield key >> 3, wire, b[start:i]
+
+
+def _without_charsmap(model_bytes):
+    """The model with normalizer_spec.precompiled_charsmap removed (its name still says nmt_nfkc)."""
+    out = bytearray()
+    for number, wire, raw in _fields(model_bytes):
+        if number == 3 and wire == 2:
+            _, body_start = _varint(raw, 0)
+            length, body_start = _varint(raw, body_start)
+            body = raw[body_start:]
+            kept = b"".join(r for n, w, r in _fields(body) if n != 2)
+            raw = raw[:1] + _enc_varint(len(kept)) + kept
+        out += raw
+    return bytes(out)
+
+
+def test_nfkc_fallback_when_a_model_names_nfkc_but_has_no_charsmap():
+    """utf8proc applies NFKC for a model that asks for it by name but carries no compiled map."""
+    src = os.path.join(ROOT, "tests", "fixtures", "unigram.model")
+    d = tmpdir()
+    stripped = os.path.join(d, "nomap.model")
+    open(stripped, "wb").write(_without_charsmap(open(src, "rb").read()))
+    text = "Ｆｕｌｌｗｉｄｔｈ ＡＢＣ ﬁne ① café\n"
+    with_map = run(["spm-encode", "--model", src, "--output_format=piece"], text, check=0).stdout
+    fallback = run(["spm-encode", "--model", stripped, "--output_format=piece"], text, check=0).stdout
+    assert fallback == with_map, (fallback, with_map)
+    assert len(open(stripped, "rb").read()) < len(open(src, "rb").read()) - 100000
