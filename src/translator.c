@@ -1,5 +1,6 @@
 #include "translator.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -35,16 +36,52 @@ int fy_resolve_options(const fy_config *cfg, const fanyi_options *in, fy_search_
     return FANYI_OK;
 }
 
+/* The tokenizers load on their own thread while the weights are checked and packed. */
+typedef struct {
+    const char *dir;
+    fy_config cfg; /* a copy parsed for the file names */
+    fy_tokenizer *source, *target;
+    int rc;
+    fanyi_error err;
+} tokenizer_load;
+
+static void *load_tokenizers(void *p) {
+    tokenizer_load *t = p;
+    const fy_config *c = &t->cfg;
+    const char *target_vocab = c->target_vocab[0] ? c->target_vocab : c->vocab;
+    if (c->source_spm[0]) t->rc = fy_tokenizer_load(&t->source, t->dir, c->source_spm, c->vocab, c->src_vocab_size, &t->err);
+    if (!t->rc && c->target_spm[0]) {
+        /* One tokenizer serves both sides when they use the same files (a joint vocabulary). */
+        if (t->source && !strcmp(c->source_spm, c->target_spm) && !strcmp(c->vocab, target_vocab) &&
+            c->src_vocab_size == c->tgt_vocab_size)
+            t->target = t->source;
+        else
+            t->rc = fy_tokenizer_load(&t->target, t->dir, c->target_spm, target_vocab, c->tgt_vocab_size, &t->err);
+    }
+    return NULL;
+}
+
 fanyi_model *fanyi_load(const char *dir, fanyi_error *err) {
     fanyi_model *fm = fy_calloc(1, sizeof *fm, err, "model");
     if (!fm) return NULL;
-    int rc = fy_model_load(&fm->model, dir, err);
-    const fy_config *c = &fm->model.cfg;
-    if (!rc && c->source_spm[0]) rc = fy_tokenizer_load(&fm->source, dir, c->source_spm, c->vocab, c->src_vocab_size, err);
-    const char *target_vocab = c->target_vocab[0] ? c->target_vocab : c->vocab;
-    if (!rc && c->target_spm[0]) rc = fy_tokenizer_load(&fm->target, dir, c->target_spm, target_vocab, c->tgt_vocab_size, err);
+    tokenizer_load tl = {dir, {0}, NULL, NULL, FANYI_OK, {0}};
+    char *config_path = fy_path_join(dir, "config.json");
+    int rc = config_path ? fy_config_load(&tl.cfg, config_path, err) : fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    free(config_path);
+    pthread_t thread;
+    int threaded = !rc && pthread_create(&thread, NULL, load_tokenizers, &tl) == 0;
+    if (!rc && !threaded) load_tokenizers(&tl);
+    if (!rc) rc = fy_model_load(&fm->model, dir, err);
+    if (threaded) pthread_join(thread, NULL);
+    fm->source = tl.source;
+    fm->target = tl.target;
+    if (!rc && tl.rc) {
+        *err = tl.err;
+        rc = tl.rc;
+    }
     if (!rc && (!fm->source) != (!fm->target))
         rc = fy_fail(err, FANYI_ERR_MODEL, "%s/config.json: source_spm and target_spm must be given together", dir);
+    if (tl.cfg.weights) fy_config_free(&tl.cfg);
     if (rc) {
         fanyi_free(fm);
         return NULL;
@@ -54,8 +91,8 @@ fanyi_model *fanyi_load(const char *dir, fanyi_error *err) {
 
 void fanyi_free(fanyi_model *fm) {
     if (!fm) return;
+    if (fm->target != fm->source) fy_tokenizer_free(fm->target);
     fy_tokenizer_free(fm->source);
-    fy_tokenizer_free(fm->target);
     if (fm->model.weights) fy_model_free(&fm->model);
     else fy_config_free(&fm->model.cfg);
     free(fm);
