@@ -168,6 +168,10 @@ int fanyi_translate_ids(const fanyi_model *fm, const int *const *src, const int 
     *out = NULL;
     int rc = fy_resolve_options(c, opts, &o, err);
     if (rc) return rc;
+    if (n < 0) return fy_fail(err, FANYI_ERR_USAGE, "negative sentence count %d", n);
+    for (int i = 0; i < n; i++)
+        if (src_len[i] < 0 || (src_len[i] > 0 && !src[i]))
+            return fy_fail(err, FANYI_ERR_USAGE, "sentence %d: length %d without ids", i + 1, src_len[i]);
     for (int i = 0; i < n; i++)
         for (int j = 0; j < src_len[i]; j++)
             if (src[i][j] < 0 || src[i][j] >= c->src_vocab_size)
@@ -311,6 +315,7 @@ static int join_segments(fanyi_result *pieces, int n, fanyi_result *out, fanyi_e
 int fanyi_translate_text(const fanyi_model *fm, const char *const *lines, const size_t *line_len, int n,
                          const fanyi_options *opts, fanyi_result **out, fanyi_error *err) {
     *out = NULL;
+    if (n < 0) return fy_fail(err, FANYI_ERR_USAGE, "negative sentence count %d", n);
     if (!fm->source)
         return fy_fail(err, FANYI_ERR_USAGE, "this model has no tokenizer files (source_spm/target_spm): use --input ids");
     segments sg = {0};

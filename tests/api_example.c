@@ -44,6 +44,12 @@ int main(int argc, char **argv) {
     opts.nbest = 9;
     int rc = fanyi_translate_text(model, lines, lens, 1, &opts, &results, &err);
     printf("nbest > beam: code %d, message: %s\n", rc, err.message);
+    /* So is a negative length. */
+    opts.nbest = 1;
+    const int *no_ids[1] = {NULL};
+    int bad_len[1] = {-3};
+    rc = fanyi_translate_ids(model, no_ids, bad_len, 1, &opts, &results, &err);
+    printf("negative length: code %d, message: %s\n", rc, err.message);
     fanyi_free(model);
     return 0;
 }

@@ -18,7 +18,8 @@ def test_embedding_program_matches_cli():
     api_hyps = [(float(x.split("\t")[0]), x.split("\t", 1)[1]) for x in lines[1:3]]
     assert [h for _, h in api_hyps] == [h for _, h in cli_hyps]
     assert all(abs(a - b) < 1e-5 for (a, _), (b, _) in zip(api_hyps, cli_hyps))
-    assert lines[-1].startswith("nbest > beam: code 1, message: n-best 9 is larger than the beam size 4")
+    assert lines[-2].startswith("nbest > beam: code 1, message: n-best 9 is larger than the beam size 4")
+    assert lines[-1] == "negative length: code 1, message: sentence 1: length -3 without ids"
 
 
 def test_load_error_through_api():
