@@ -25,6 +25,7 @@ if [ "$what" = test ]; then
   command -v mandoc >/dev/null 2>&1 || missing="$missing mandoc"
   command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
   command -v /usr/bin/time >/dev/null 2>&1 || missing="$missing time"
+  command -v clang >/dev/null 2>&1 || missing="$missing clang"
 fi
 if [ "$what" = fuzz ]; then
   command -v clang >/dev/null 2>&1 || missing="$missing clang"
