@@ -236,7 +236,20 @@ __attribute__((target("avx2"))) static void q8_rows_avx2(const uint8_t *xu, cons
 }
 #endif
 
-/* Panels [p0, p1) of an int8 product, rows quantized Q_BLOCK at a time. */
+/* Panels [p0, p1) of an int8 product over rows already quantized (xu: M rows of k4). */
+static void q8_rows(const uint8_t *xu, const float *sx, int M, const fy_packed *w, int p0, int p1, float *y,
+                    int ldy) {
+#ifdef FY_X86
+    if (fy_simd_enabled()) {
+        q8_rows_avx2(xu, sx, M, w, p0, p1, y, ldy);
+        return;
+    }
+#endif
+    q8_rows_portable(xu, sx, M, w, p0, p1, y, ldy);
+}
+
+/* Panels [p0, p1) of an int8 product, rows quantized Q_BLOCK at a time (used when the
+ * quantized rows would not fit the caller's stack buffer). */
 static void gemm_q8_panels(const float *x, int M, const fy_packed *w, float *y, int ldy, int p0, int p1) {
     uint8_t xu[Q_BLOCK * 4096];
     float sx[Q_BLOCK];
@@ -246,13 +259,7 @@ static void gemm_q8_panels(const float *x, int M, const fy_packed *w, float *y, 
     for (int m0 = 0; m0 < M; m0 += block) {
         int rows = M - m0 < block ? M - m0 : block;
         for (int r = 0; r < rows; r++) quantize_row(x + (size_t)(m0 + r) * w->k, w->k, w->k4, buf + (size_t)r * w->k4, &sx[r]);
-#ifdef FY_X86
-        if (fy_simd_enabled()) {
-            q8_rows_avx2(buf, sx, rows, w, p0, p1, y + (size_t)m0 * ldy, ldy);
-            continue;
-        }
-#endif
-        q8_rows_portable(buf, sx, rows, w, p0, p1, y + (size_t)m0 * ldy, ldy);
+        q8_rows(buf, sx, rows, w, p0, p1, y + (size_t)m0 * ldy, ldy);
     }
     if (buf != xu) free(buf);
 }
@@ -422,10 +429,13 @@ typedef struct {
     const fy_packed *w;
     const float *bias;
     float *y;
+    const uint8_t *xu; /* int8: rows quantized once for all tasks, or NULL */
+    const float *sx;
 } gemm_job;
 
 static void run_panels(const gemm_job *j, int p0, int p1) {
-    if (j->w->q) gemm_q8_panels(j->x, j->M, j->w, j->y, j->ldy, p0, p1);
+    if (j->w->q && j->xu) q8_rows(j->xu, j->sx, j->M, j->w, p0, p1, j->y, j->ldy);
+    else if (j->w->q) gemm_q8_panels(j->x, j->M, j->w, j->y, j->ldy, p0, p1);
     else gemm_panels(j->tile, j->x, j->M, j->w, j->y, j->ldy, p0, p1);
     if (!j->bias) return;
     /* The bias of this task's columns, while they are in cache. */
@@ -442,15 +452,25 @@ static void gemm_task(void *ctx, int task) {
     run_panels(j, p0, p1);
 }
 
-/* Below this many multiply-adds, waking threads costs more than it saves. */
-enum { PARALLEL_MIN_WORK = 1 << 20 };
+/* Below this many multiply-adds, waking threads costs more than it saves
+ * (int8 products run twice as fast, so they need twice the work). */
+enum { PARALLEL_MIN_WORK = 1 << 20, QUANTIZE_ONCE_BYTES = 192 * 1024 };
 
 void fy_gemm(const float *x, int M, const fy_packed *w, const float *bias, float *y, int ldy, fy_pool *pool) {
     int panels = (w->n + FY_PANEL - 1) / FY_PANEL, threads = fy_pool_threads(pool);
-    gemm_job job = {pick_tile(), x, M, ldy, panels, panels, w, bias, y};
-    if (threads <= 1 || (double)M * w->n * w->k < PARALLEL_MIN_WORK || panels < 2) {
+    gemm_job job = {pick_tile(), x, M, ldy, panels, panels, w, bias, y, NULL, NULL};
+    double work = (double)M * w->n * w->k * (w->q ? 0.5 : 1.0);
+    if (threads <= 1 || work < PARALLEL_MIN_WORK || panels < 2) {
         run_panels(&job, 0, panels);
         return;
+    }
+    /* int8: quantize the rows once, not once per task. */
+    uint8_t xu[QUANTIZE_ONCE_BYTES];
+    float sx[QUANTIZE_ONCE_BYTES / 64];
+    if (w->q && (size_t)M * (size_t)w->k4 <= sizeof xu && (size_t)M <= sizeof sx / sizeof sx[0]) {
+        for (int r = 0; r < M; r++) quantize_row(x + (size_t)r * w->k, w->k, w->k4, xu + (size_t)r * w->k4, &sx[r]);
+        job.xu = xu;
+        job.sx = sx;
     }
     int tasks = threads * 4 < panels ? threads * 4 : panels;
     job.per_task = (panels + tasks - 1) / tasks;

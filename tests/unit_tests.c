@@ -217,9 +217,25 @@ static void test_gemm_int8(void) {
     fy_pool *pool = fy_pool_create(2);
     float y2[M * N];
     fy_gemm(x, M, &p, NULL, y2, N, pool);
-    fy_pool_free(pool);
     CHECK(!memcmp(y, y2, sizeof y), "threads changed int8 results");
     fy_packed_free(&p);
+    /* Big enough to run in parallel, with the rows quantized once for all tasks. */
+    enum { BM = 40, BN = 300, BK = 256 };
+    float *bx = malloc(sizeof(float) * BM * BK), *b1 = malloc(sizeof(float) * BM * BN), *b2 = malloc(sizeof(float) * BM * BN);
+    int8_t *bq = malloc(BN * BK);
+    float bscale[BN];
+    for (int i = 0; i < BM * BK; i++) bx[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int i = 0; i < BN * BK; i++) bq[i] = (int8_t)(rand() % 255 - 127);
+    for (int n = 0; n < BN; n++) bscale[n] = 0.01f;
+    fy_packed bp;
+    CHECK(fy_pack_q8(bq, bscale, BN, BK, &bp), "pack");
+    fy_gemm(bx, BM, &bp, NULL, b1, BN, NULL);
+    fy_gemm(bx, BM, &bp, NULL, b2, BN, pool);
+    int same = !memcmp(b1, b2, sizeof(float) * BM * BN);
+    fy_packed_free(&bp);
+    free(bx), free(b1), free(b2), free(bq);
+    fy_pool_free(pool);
+    CHECK(same, "parallel int8 (rows quantized once) differs");
     printf("ok %s (%s)\n", __func__, fy_gemm_kernel());
 }
 

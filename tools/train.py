@@ -149,6 +149,8 @@ def average_state(paths):
     avg = None
     for p in paths:
         st = torch.load(p, map_location="cpu")
+        if "model" in st and "optim" in st:  # last.pt: the model inside a training checkpoint
+            st = st["model"]
         if avg is None:
             avg = {k: v.clone().float() for k, v in st.items()}
         else:
@@ -203,6 +205,9 @@ def parse_args(argv=None):
     p.add_argument("--bleu-tokenize", default="13a")
     p.add_argument("--export"), p.add_argument("--dtype", default="f32", choices=["f32", "f16", "int8"])
     p.add_argument("--export-only", action="store_true", help="export from the workdir and stop")
+    p.add_argument("--export-checkpoints", default="",
+                   help="comma-separated checkpoint files in the workdir to average on export (last.pt allowed); "
+                        "default: the --average best by validation BLEU")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -254,8 +259,10 @@ def main(argv=None):
         ck = torch.load(ckpt_path, map_location="cpu")
         history = ck["history"]
     if args.export_only:
-        best = sorted(history, key=lambda h: -h[1])[: args.average]
-        export(args, cfg, [h[2] for h in best])
+        if args.export_checkpoints:
+            export(args, cfg, [os.path.join(args.workdir, n) for n in args.export_checkpoints.split(",")])
+        else:
+            export(args, cfg, [h[2] for h in sorted(history, key=lambda h: -h[1])[: args.average]])
         return
 
     valid_src, valid_tgt = read_pairs(args.valid_src, args.valid_tgt, args.valid_tsv, args.tsv_columns)
