@@ -184,6 +184,19 @@ static void test_gemm_invariance_and_kernels(void) {
     printf("ok %s (%s)\n", __func__, fy_gemm_kernel());
 }
 
+/* The int8 semantics of gemm.h, element by element: the tests' reference. */
+static float int8_reference(const float *x, const int8_t *q, float scale, int K) {
+    float mx = 0;
+    for (int k = 0; k < K; k++) mx = fabsf(x[k]) > mx ? fabsf(x[k]) : mx;
+    float inv = mx > 0 ? 63.0f / mx : 0, sx = mx > 0 ? mx / 63.0f : 1;
+    int32_t acc = 0;
+    for (int k = 0; k < K; k++) {
+        float v = nearbyintf(x[k] * inv);
+        acc += (int32_t)(v > 63 ? 63 : v < -63 ? -63 : v) * q[k];
+    }
+    return ((float)acc * sx) * scale;
+}
+
 /* int8 semantics: y = ((float)sum(xq * q) * sx) * scale, xq = round(x * 63 / max|x|). */
 static void test_gemm_int8(void) {
     enum { M = 13, N = 40, K = 37 };
@@ -198,17 +211,8 @@ static void test_gemm_int8(void) {
     CHECK(fy_pack_q8(q, scale, N, K, &p), "pack");
     fy_gemm(x, M, &p, NULL, y, N, NULL);
     for (int m = 0; m < M; m++) {
-        float mx = 0;
-        for (int k = 0; k < K; k++) mx = fabsf(x[m * K + k]) > mx ? fabsf(x[m * K + k]) : mx;
-        float inv = mx > 0 ? 63.0f / mx : 0, sx = mx > 0 ? mx / 63.0f : 1;
         for (int n = 0; n < N; n++) {
-            int32_t acc = 0;
-            for (int k = 0; k < K; k++) {
-                float v = nearbyintf(x[m * K + k] * inv);
-                v = v > 63 ? 63 : v < -63 ? -63 : v;
-                acc += (int32_t)v * q[n * K + k];
-            }
-            float want = ((float)acc * sx) * scale[n];
+            float want = int8_reference(x + m * K, q + n * K, scale[n], K);
             CHECK(y[m * N + n] == want, "row %d col %d: %g != %g", m, n, y[m * N + n], want);
         }
         fy_gemm(x + m * K, 1, &p, NULL, y1, N, NULL);
@@ -265,20 +269,10 @@ static void test_gemm_shapes(void) {
                         CHECK(y[m * N + n] == acc, "f32 M=%d N=%d K=%d at (%d,%d)", M, N, K, m, n);
                     }
                 fy_gemm(x, M, &pq, NULL, y, N, NULL);
-                for (int m = 0; m < M; m++) {
-                    float mx = 0;
-                    for (int k = 0; k < K; k++) mx = fabsf(x[m * K + k]) > mx ? fabsf(x[m * K + k]) : mx;
-                    float inv = mx > 0 ? 63.0f / mx : 0, sx = mx > 0 ? mx / 63.0f : 1;
-                    for (int n = 0; n < N; n++) {
-                        int32_t acc = 0;
-                        for (int k = 0; k < K; k++) {
-                            float v = nearbyintf(x[m * K + k] * inv);
-                            acc += (int32_t)(v > 63 ? 63 : v < -63 ? -63 : v) * q[n * K + k];
-                        }
-                        CHECK(y[m * N + n] == ((float)acc * sx) * scale[n], "int8 M=%d N=%d K=%d at (%d,%d)", M, N, K,
-                              m, n);
-                    }
-                }
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++)
+                        CHECK(y[m * N + n] == int8_reference(x + m * K, q + n * K, scale[n], K),
+                              "int8 M=%d N=%d K=%d at (%d,%d)", M, N, K, m, n);
                 fy_packed_free(&pf);
                 fy_packed_free(&pq);
             }
