@@ -17,7 +17,7 @@ PKGS = openblas libcjson libutf8proc
 FUZZ_SECONDS ?= 60
 
 OPT_CFLAGS ?= -O3 -g
-WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter
+WARN = -Wall -Wextra -Wshadow -Wno-unused-parameter -Werror=implicit-function-declaration
 BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(WARN) -MMD -MP
 ifeq ($(SANITIZE),1)
 BUILD = build/asan

@@ -10,17 +10,20 @@
 /* ---- binding tensors ---------------------------------------------------- */
 
 /* A matrix to pack once every tensor has been checked: packing is the bulk
- * of loading, so it runs on all cores. */
+ * of loading, so it runs on all cores. A job may stack several tensors of the
+ * same shape (q, k, v) into one matrix, so that one product computes them all. */
+enum { MAX_STACK = 3 };
 typedef struct {
     fy_weights *w;
-    const int8_t *q;       /* int8 tensors: their data; f32 ones are converted by the task */
-    const void *scales;
-    int out, in;
-    int release;           /* drop the unpacked tensor afterwards */
+    int parts;
+    const int8_t *q[MAX_STACK]; /* int8 tensors: their data; f32 ones are converted by the task */
+    const void *scales[MAX_STACK];
+    int out, in;                /* of each part */
+    int release;                /* drop the unpacked tensors afterwards */
     fy_packed *dst;
     int rc;
     fanyi_error err;
-    char name[384];
+    char name[MAX_STACK][384];
 } pack_job;
 
 typedef struct {
@@ -38,10 +41,11 @@ static const float *bind(binder *b, const char *name, int rank, int64_t d0, int6
     return p;
 }
 
-/* Checks matrix `name` [out, in] and queues it for packing for fy_gemm: I8
- * tensors stay int8 (int8 semantics, see gemm.h), others become f32 panels.
+/* Checks matrices names[0..parts) [out, in] and queues them for packing, stacked
+ * in that order, for fy_gemm: I8 tensors stay int8 (int8 semantics, see gemm.h),
+ * others become f32 panels; stacked tensors must share a kind.
  * release: only the packed copy is read afterwards. */
-static void bind_matrix(binder *b, const char *name, int out, int in, fy_packed *p, int release) {
+static void bind_stacked(binder *b, const char *const *names, int parts, int out, int in, fy_packed *p, int release) {
     if (b->rc) return;
     if (!fy_grow(&b->jobs, &b->cap_jobs, b->n_jobs + 1, sizeof *b->jobs)) {
         b->rc = fy_fail(b->err, FANYI_ERR_MEMORY, "out of memory");
@@ -49,29 +53,62 @@ static void bind_matrix(binder *b, const char *name, int out, int in, fy_packed 
     }
     pack_job *j = &b->jobs[b->n_jobs];
     memset(j, 0, sizeof *j);
-    snprintf(j->name, sizeof j->name, "%s", name);
     j->w = b->w;
+    j->parts = parts;
     j->out = out;
     j->in = in;
     j->dst = p;
     j->release = release;
-    const fy_tensor *t = fy_weights_find(b->w, name);
     int64_t shape[2] = {out, in};
-    if (t && t->dtype == FY_I8) b->rc = fy_weights_q8(b->w, name, out, in, &j->q, &j->scales, b->err);
-    else b->rc = fy_weights_check(b->w, name, 2, shape, b->err);
+    for (int i = 0; i < parts && !b->rc; i++) {
+        snprintf(j->name[i], sizeof j->name[i], "%s", names[i]);
+        const fy_tensor *t = fy_weights_find(b->w, names[i]);
+        if (t && t->dtype == FY_I8) b->rc = fy_weights_q8(b->w, names[i], out, in, &j->q[i], &j->scales[i], b->err);
+        else b->rc = fy_weights_check(b->w, names[i], 2, shape, b->err);
+        if (!b->rc && i > 0 && !j->q[i] != !j->q[0])
+            b->rc = fy_fail(b->err, FANYI_ERR_MODEL, "tensors '%s' and '%s' are multiplied together, so both must be "
+                            "I8 or neither", names[0], names[i]);
+    }
     if (!b->rc) b->n_jobs++;
 }
 
-/* Converts (f16, unaligned f32), packs, and drops the unpacked data of one
- * matrix, so that only a few unpacked copies exist at any time. */
+static void bind_matrix(binder *b, const char *name, int out, int in, fy_packed *p, int release) {
+    bind_stacked(b, &name, 1, out, in, p, release);
+}
+
+/* Converts (f16, unaligned f32), stacks, packs, and drops the unpacked data of
+ * one job, so that only a few unpacked copies exist at any time. */
 static void pack_task(void *ctx, int i) {
     pack_job *j = (pack_job *)ctx + i;
-    const float *f32 = NULL;
-    int64_t shape[2] = {j->out, j->in};
-    if (!j->q) j->rc = fy_weights_f32(j->w, j->name, 2, shape, &f32, &j->err);
-    if (!j->rc && !(j->q ? fy_pack_q8(j->q, j->scales, j->out, j->in, j->dst) : fy_pack(f32, j->out, j->in, j->dst)))
-        j->rc = fy_fail(&j->err, FANYI_ERR_MEMORY, "out of memory packing '%s'", j->name);
-    if (!j->rc && j->release) fy_weights_release(j->w, j->name);
+    size_t each = (size_t)j->out * (size_t)j->in;
+    int n = j->out * j->parts;
+    int ok;
+    if (j->q[0]) {
+        int8_t *q = j->parts > 1 ? malloc(each * (size_t)j->parts) : (int8_t *)j->q[0];
+        char *scales = j->parts > 1 ? malloc(4 * (size_t)n) : (char *)j->scales[0];
+        for (int p = 0; j->parts > 1 && q && scales && p < j->parts; p++) {
+            memcpy(q + p * each, j->q[p], each);
+            memcpy(scales + 4 * (size_t)p * j->out, j->scales[p], 4 * (size_t)j->out);
+        }
+        ok = q && scales && fy_pack_q8(q, scales, n, j->in, j->dst);
+        if (j->parts > 1) free(q), free(scales);
+    } else {
+        const float *f32 = NULL;
+        float *stack = j->parts > 1 ? malloc(each * (size_t)j->parts * sizeof(float)) : NULL;
+        int64_t shape[2] = {j->out, j->in};
+        for (int p = 0; p < j->parts && !j->rc; p++) {
+            j->rc = fy_weights_f32(j->w, j->name[p], 2, shape, &f32, &j->err);
+            if (!j->rc && stack) memcpy(stack + p * each, f32, each * sizeof(float));
+        }
+        if (j->rc) {
+            free(stack);
+            return;
+        }
+        ok = (j->parts == 1 || stack) && fy_pack(stack ? stack : f32, n, j->in, j->dst);
+        free(stack);
+    }
+    if (!ok) j->rc = fy_fail(&j->err, FANYI_ERR_MEMORY, "out of memory packing '%s'", j->name[0]);
+    for (int p = 0; !j->rc && j->release && p < j->parts; p++) fy_weights_release(j->w, j->name[p]);
 }
 
 /* Packs every queued matrix on all cores: packing is most of loading. */
@@ -95,6 +132,30 @@ static void bind_lin(binder *b, fy_lin *l, const char *prefix, int out, int in) 
     l->b = bind(b, name, 1, out, 0);
 }
 
+/* Projections prefix.parts[i] (each [d, d]) as one linear layer [parts * d, d]
+ * whose bias is the parts' biases laid end to end. */
+static void bind_fused(binder *b, fy_lin *l, const char *prefix, const char *const *parts, int n, int d) {
+    char names[MAX_STACK][320];
+    const char *ptrs[MAX_STACK];
+    for (int i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "%s.%s.weight", prefix, parts[i]);
+        ptrs[i] = names[i];
+    }
+    bind_stacked(b, ptrs, n, d, d, &l->w, 1);
+    if (b->rc) return;
+    l->owned_b = malloc(sizeof(float) * (size_t)n * (size_t)d);
+    if (!l->owned_b) {
+        b->rc = fy_fail(b->err, FANYI_ERR_MEMORY, "out of memory");
+        return;
+    }
+    l->b = l->owned_b;
+    for (int i = 0; i < n && !b->rc; i++) {
+        snprintf(names[i], sizeof names[i], "%s.%s.bias", prefix, parts[i]);
+        const float *bias = bind(b, names[i], 1, d, 0);
+        if (bias) memcpy(l->owned_b + (size_t)i * d, bias, sizeof(float) * (size_t)d);
+    }
+}
+
 static void bind_ln(binder *b, fy_ln *n, const char *prefix, int d) {
     char name[384];
     snprintf(name, sizeof name, "%s.weight", prefix);
@@ -103,23 +164,29 @@ static void bind_ln(binder *b, fy_ln *n, const char *prefix, int d) {
     n->beta = bind(b, name, 1, d, 0);
 }
 
-static void bind_attn(binder *b, fy_attn *a, const char *prefix, int d) {
+/* Self-attention: q, k and v of the same input in one product. Cross-attention:
+ * k and v of the encoder output in one product, q of the decoder separately. */
+static void bind_attn(binder *b, fy_attn *a, const char *prefix, int d, int cross) {
+    static const char *const qkv[] = {"q", "k", "v"};
     char name[320]; /* prefix (< 256) plus a short suffix */
-    const char *parts[4] = {"q", "k", "v", "o"};
-    fy_lin *lins[4] = {&a->q, &a->k, &a->v, &a->o};
-    for (int i = 0; i < 4; i++) {
-        snprintf(name, sizeof name, "%s.%s", prefix, parts[i]);
-        bind_lin(b, lins[i], name, d, d);
+    if (cross) {
+        snprintf(name, sizeof name, "%s.q", prefix);
+        bind_lin(b, &a->q, name, d, d);
+        bind_fused(b, &a->kv, prefix, qkv + 1, 2, d);
+    } else {
+        bind_fused(b, &a->qkv, prefix, qkv, 3, d);
     }
+    snprintf(name, sizeof name, "%s.o", prefix);
+    bind_lin(b, &a->o, name, d, d);
 }
 
 static void bind_layer(binder *b, fy_layer *l, const char *side, int i, int cross, const fy_config *c) {
     char p[256];
 #define LAYER_NAME(suffix) (snprintf(p, sizeof p, "%s.layers.%d.%s", side, i, suffix), p)
-    bind_attn(b, &l->self_attn, LAYER_NAME("self_attn"), c->d_model);
+    bind_attn(b, &l->self_attn, LAYER_NAME("self_attn"), c->d_model, 0);
     bind_ln(b, &l->self_norm, LAYER_NAME("self_attn_norm"), c->d_model);
     if (cross) {
-        bind_attn(b, &l->cross_attn, LAYER_NAME("cross_attn"), c->d_model);
+        bind_attn(b, &l->cross_attn, LAYER_NAME("cross_attn"), c->d_model, 1);
         bind_ln(b, &l->cross_norm, LAYER_NAME("cross_attn_norm"), c->d_model);
     }
     bind_lin(b, &l->fc1, LAYER_NAME("ffn.fc1"), c->d_ff, c->d_model);
@@ -184,9 +251,12 @@ int fy_model_load(fy_model *m, const char *dir, fanyi_error *err) {
 }
 
 static void free_layer(fy_layer *l) {
-    fy_lin *lins[] = {&l->self_attn.q, &l->self_attn.k, &l->self_attn.v, &l->self_attn.o, &l->cross_attn.q,
-                      &l->cross_attn.k, &l->cross_attn.v, &l->cross_attn.o, &l->fc1, &l->fc2};
-    for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) fy_packed_free(&lins[i]->w);
+    fy_lin *lins[] = {&l->self_attn.qkv, &l->self_attn.o, &l->cross_attn.q, &l->cross_attn.kv, &l->cross_attn.o,
+                      &l->fc1, &l->fc2};
+    for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) {
+        fy_packed_free(&lins[i]->w);
+        free(lins[i]->owned_b);
+    }
 }
 
 void fy_model_free(fy_model *m) {
@@ -266,36 +336,28 @@ static void for_rows(fy_pool *pool, int n, int min_rows, rows_fn fn, void *ctx) 
 
 /* ---- encoder ---------------------------------------------------------- */
 
-/* Attention of one query row over n keys; key j of head h is at key(j) + h*dh. */
 static void row_attention(const fy_config *c, const float *q, const float *const *keys, const float *const *vals,
                           int n, float *scores, float *out) {
-    int d = c->d_model, dh = d / c->n_heads;
-    float scale = 1.0f / sqrtf((float)dh);
-    memset(out, 0, sizeof(float) * (size_t)d);
-    for (int h = 0; h < c->n_heads; h++) {
-        for (int j = 0; j < n; j++) scores[j] = fy_dot(q + h * dh, keys[j] + h * dh, dh) * scale;
-        fy_softmax(scores, n);
-        for (int j = 0; j < n; j++) fy_axpy(scores[j], vals[j] + h * dh, out + h * dh, dh);
-    }
+    fy_attend(q, keys, vals, n, c->d_model, c->n_heads, scores, out);
 }
 
-/* Self-attention of one sentence of L rows (row stride d), one query row at a
- * time: the same deterministic kernel as the decoder, so nothing depends on
- * the number of threads. keys/vals have room for L pointers. */
-static void sentence_attention(const fy_config *c, const float *q, const float *k, const float *v, int L,
-                               const float **keys, const float **vals, float *scores, float *out) {
+/* Self-attention of one sentence of L rows of [q | k | v] (3d floats each), one
+ * query row at a time: the same deterministic kernel as the decoder, so nothing
+ * depends on the number of threads. keys/vals have room for L pointers. */
+static void sentence_attention(const fy_config *c, const float *qkv, int L, const float **keys, const float **vals,
+                               float *scores, float *out) {
     size_t d = (size_t)c->d_model;
     for (int j = 0; j < L; j++) {
-        keys[j] = k + j * d;
-        vals[j] = v + j * d;
+        keys[j] = qkv + j * 3 * d + d;
+        vals[j] = qkv + j * 3 * d + 2 * d;
     }
-    for (int i = 0; i < L; i++) row_attention(c, q + i * d, keys, vals, L, scores, out + i * d);
+    for (int i = 0; i < L; i++) row_attention(c, qkv + i * 3 * d, keys, vals, L, scores, out + i * d);
 }
 
 /* Sentences [s0, s1) of an encoder layer's attention; scratch slot `task`. */
 typedef struct {
     const fy_config *c;
-    const float *q, *k, *v;
+    const float *qkv;
     float *attn;
     const int *offset, *len;
     const float **ptrs; /* per task: 2 * span pointers */
@@ -309,8 +371,7 @@ static void encoder_attention_rows(void *p, int task, int s0, int s1) {
     const float **keys = j->ptrs + task * 2 * span, **vals = keys + span;
     for (int i = s0; i < s1; i++) {
         size_t o = (size_t)j->offset[i] * d;
-        sentence_attention(j->c, j->q + o, j->k + o, j->v + o, j->len[i], keys, vals, j->scores + task * span,
-                           j->attn + o);
+        sentence_attention(j->c, j->qkv + 3 * o, j->len[i], keys, vals, j->scores + task * span, j->attn + o);
     }
 }
 
@@ -333,7 +394,8 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
         free(x), free(work), free(pos), free(keys);
         return FANYI_ERR_MEMORY;
     }
-    float *h = work, *q = h + rows * d, *k = q + rows * d, *v = k + rows * d, *attn = v + rows * d;
+    float *h = work, *qkv = h + rows * d, *attn = qkv + 3 * rows * d;
+    float *o = qkv;                                   /* written once attention has read qkv */
     float *ff = attn, *scores = attn + rows * width; /* attn and ff are never live together */
     for (int i = 0; i < n; i++)
         for (int j = 0; j < len[i]; j++) pos[offset[i] + j] = j;
@@ -341,14 +403,12 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
     for (int l = 0; l < c->encoder_layers; l++) {
         const fy_layer *L = &m->enc[l];
         const float *in = sublayer_input(c, &L->self_norm, x, h, total);
-        fy_linear(in, total, &L->self_attn.q.w, L->self_attn.q.b, q, pool);
-        fy_linear(in, total, &L->self_attn.k.w, L->self_attn.k.b, k, pool);
-        fy_linear(in, total, &L->self_attn.v.w, L->self_attn.v.b, v, pool);
-        enc_attn_job ej = {c, q, k, v, attn, offset, len, keys, scores, (int)span};
+        fy_linear(in, total, &L->self_attn.qkv.w, L->self_attn.qkv.b, qkv, pool);
+        enc_attn_job ej = {c, qkv, attn, offset, len, keys, scores, (int)span};
         for_rows(pool, n, 1, encoder_attention_rows, &ej);
-        fy_linear(attn, total, &L->self_attn.o.w, L->self_attn.o.b, q, pool);
-        sublayer_output(c, &L->self_norm, x, q, total);
-        feed_forward(c, L, x, h, ff, q, total, pool);
+        fy_linear(attn, total, &L->self_attn.o.w, L->self_attn.o.b, o, pool);
+        sublayer_output(c, &L->self_norm, x, o, total);
+        feed_forward(c, L, x, h, ff, o, total, pool);
     }
     if (c->encoder_final_norm) fy_layernorm(x, total, (int)d, m->enc_final.gamma, m->enc_final.beta, c->layernorm_eps, x);
     free(work);
@@ -377,10 +437,9 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
     }
     dec->n_src = total;
     size_t d = (size_t)c->d_model, L = (size_t)c->decoder_layers, R = (size_t)max_rows, S = (size_t)max_steps;
-    size_t cross = L * (size_t)(total ? total : 1) * d, self = L * S * R * d;
+    size_t cross = L * (size_t)(total ? total : 1) * 2 * d, self = L * S * R * d;
     size_t span = (size_t)(longest > max_steps ? longest : max_steps);
-    dec->cross_k = fy_calloc(cross, sizeof(float), err, "cross-attention keys");
-    dec->cross_v = fy_calloc(cross, sizeof(float), err, "cross-attention values");
+    dec->cross_kv = fy_calloc(cross, sizeof(float), err, "cross-attention keys and values");
     dec->self_k = malloc(self * sizeof(float)); /* written before read; pages committed as used */
     dec->self_v = malloc(self * sizeof(float));
     dec->hist = fy_calloc(R * S, sizeof(int), err, "beam history");
@@ -388,6 +447,7 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
     dec->x = fy_calloc(R * d, sizeof(float), err, "decoder states");
     dec->h = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
     dec->q = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
+    dec->qkv = fy_calloc(R * 3 * d, sizeof(float), err, "decoder buffers");
     dec->attn = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
     dec->o = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
     dec->ff = fy_calloc(R * (size_t)c->d_ff, sizeof(float), err, "decoder buffers");
@@ -397,16 +457,15 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
     dec->scores = fy_calloc(span * slots, sizeof(float), err, "attention scores");
     dec->keys = fy_calloc(span * slots, sizeof *dec->keys, err, "attention keys");
     dec->vals = fy_calloc(span * slots, sizeof *dec->vals, err, "attention values");
-    if (!dec->cross_k || !dec->cross_v || !dec->self_k || !dec->self_v || !dec->hist || !dec->hist_next || !dec->x ||
-        !dec->h || !dec->q || !dec->attn || !dec->o || !dec->ff || !dec->scores || !dec->keys || !dec->vals) {
+    if (!dec->cross_kv || !dec->self_k || !dec->self_v || !dec->hist || !dec->hist_next || !dec->x || !dec->h ||
+        !dec->q || !dec->qkv || !dec->attn || !dec->o || !dec->ff || !dec->scores || !dec->keys || !dec->vals) {
         fy_decoder_free(dec);
         return fy_fail(err, FANYI_ERR_MEMORY, "out of memory sizing the decoder for %d rows x %d steps", max_rows,
                        max_steps);
     }
     for (size_t l = 0; l < L; l++) {
         const fy_attn *a = &m->dec[l].cross_attn;
-        fy_linear(memory, total, &a->k.w, a->k.b, dec->cross_k + l * total * d, pool);
-        fy_linear(memory, total, &a->v.w, a->v.b, dec->cross_v + l * total * d, pool);
+        fy_linear(memory, total, &a->kv.w, a->kv.b, dec->cross_kv + l * total * 2 * d, pool);
     }
     return FANYI_OK;
 }
@@ -424,14 +483,19 @@ static void self_attention_rows(void *p, int task, int r0, int r1) {
     size_t d = (size_t)c->d_model, R = (size_t)dec->max_rows, span = (size_t)dec->span;
     const float **keys = dec->keys + task * span, **vals = dec->vals + task * span;
     int t = dec->step;
+    size_t slot = ((size_t)j->layer * dec->max_steps + t) * R * d;
     for (int r = r0; r < r1; r++) {
+        /* At step t, row r's own key is the only one of this step it reads. */
+        const float *qkv = dec->qkv + r * 3 * d;
+        memcpy(dec->self_k + slot + r * d, qkv + d, d * sizeof(float));
+        memcpy(dec->self_v + slot + r * d, qkv + 2 * d, d * sizeof(float));
         const int *anc = dec->hist + (size_t)r * dec->max_steps;
         for (int s = 0; s <= t; s++) {
             size_t at = (((size_t)j->layer * dec->max_steps + s) * R + anc[s]) * d;
             keys[s] = dec->self_k + at;
             vals[s] = dec->self_v + at;
         }
-        row_attention(c, dec->q + r * d, keys, vals, t + 1, dec->scores + task * span, dec->attn + r * d);
+        row_attention(c, qkv, keys, vals, t + 1, dec->scores + task * span, dec->attn + r * d);
     }
 }
 
@@ -439,14 +503,14 @@ static void cross_attention_rows(void *p, int task, int r0, int r1) {
     const attn_job *j = p;
     fy_decoder *dec = j->dec;
     const fy_config *c = &dec->m->cfg;
-    size_t d = (size_t)c->d_model, base = (size_t)j->layer * dec->n_src * d, span = (size_t)dec->span;
+    size_t d = (size_t)c->d_model, base = (size_t)j->layer * dec->n_src * 2 * d, span = (size_t)dec->span;
     const float **keys = dec->keys + task * span, **vals = dec->vals + task * span;
     for (int r = r0; r < r1; r++) {
         int s = j->row_sent[r], n = dec->src_len[s];
-        size_t first = base + (size_t)dec->src_offset[s] * d;
+        const float *first = dec->cross_kv + base + (size_t)dec->src_offset[s] * 2 * d;
         for (int k = 0; k < n; k++) {
-            keys[k] = dec->cross_k + first + k * d;
-            vals[k] = dec->cross_v + first + k * d;
+            keys[k] = first + k * 2 * d;
+            vals[k] = first + k * 2 * d + d;
         }
         row_attention(c, dec->q + r * d, keys, vals, n, dec->scores + task * span, dec->attn + r * d);
     }
@@ -468,16 +532,12 @@ void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, in
     const fy_model *m = dec->m;
     const fy_config *c = &m->cfg;
     int d = c->d_model, t = dec->step;
-    size_t R = (size_t)dec->max_rows;
     for (int r = 0; r < n_rows; r++) dec->hist[(size_t)r * dec->max_steps + t] = r;
     embed(m, m->tgt_embed, m->dec_pos, tokens, NULL, t, n_rows, dec->x);
     for (int l = 0; l < c->decoder_layers; l++) {
         const fy_layer *L = &m->dec[l];
-        size_t slot = ((size_t)l * dec->max_steps + t) * R * d;
         const float *in = sublayer_input(c, &L->self_norm, dec->x, dec->h, n_rows);
-        fy_linear(in, n_rows, &L->self_attn.q.w, L->self_attn.q.b, dec->q, dec->pool);
-        fy_linear(in, n_rows, &L->self_attn.k.w, L->self_attn.k.b, dec->self_k + slot, dec->pool);
-        fy_linear(in, n_rows, &L->self_attn.v.w, L->self_attn.v.b, dec->self_v + slot, dec->pool);
+        fy_linear(in, n_rows, &L->self_attn.qkv.w, L->self_attn.qkv.b, dec->qkv, dec->pool);
         attn_job aj = {dec, l, row_sent};
         for_rows(dec->pool, n_rows, 8, self_attention_rows, &aj);
         fy_linear(dec->attn, n_rows, &L->self_attn.o.w, L->self_attn.o.b, dec->o, dec->pool);
@@ -509,7 +569,7 @@ void fy_decoder_reorder(fy_decoder *dec, const int *parent, int n_rows) {
 }
 
 void fy_decoder_free(fy_decoder *dec) {
-    free(dec->cross_k), free(dec->cross_v), free(dec->self_k), free(dec->self_v);
+    free(dec->cross_kv), free(dec->self_k), free(dec->self_v), free(dec->qkv);
     free(dec->hist), free(dec->hist_next);
     free(dec->x), free(dec->h), free(dec->q), free(dec->attn), free(dec->o), free(dec->ff), free(dec->scores);
     free(dec->keys), free(dec->vals);

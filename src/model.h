@@ -27,9 +27,12 @@
 typedef struct {
     fy_packed w; /* [out, in], packed for fy_gemm */
     const float *b;
+    float *owned_b; /* fused layers: their biases laid end to end (b points here) */
 } fy_lin;
 typedef struct { const float *gamma, *beta; } fy_ln;
-typedef struct { fy_lin q, k, v, o; } fy_attn;
+/* Self-attention uses qkv (q, k, v stacked: [3d, d]) and o; cross-attention
+ * uses q, kv (k, v stacked: [2d, d]) and o. */
+typedef struct { fy_lin qkv, q, kv, o; } fy_attn;
 
 typedef struct {
     fy_attn self_attn, cross_attn;
@@ -62,10 +65,10 @@ typedef struct fy_decoder {
     fy_pool *pool; /* may be NULL */
     int max_rows, max_steps, n_src;
     const int *src_offset, *src_len;
-    float *cross_k, *cross_v;   /* [layers][n_src tokens][d] */
+    float *cross_kv;            /* [layers][n_src tokens][k | v: 2d] */
     float *self_k, *self_v;     /* [layers][max_steps][max_rows][d] */
     int *hist, *hist_next;      /* [max_rows][max_steps] ancestor row at each step */
-    float *x, *h, *q, *attn, *o, *ff, *scores;
+    float *x, *h, *q, *qkv, *attn, *o, *ff, *scores; /* qkv: [rows][q | k | v: 3d] */
     const float **keys, **vals; /* per-key pointers for one row's attention, `span` per thread */
     int span;
     int step, n_rows;

@@ -8,17 +8,29 @@ void fy_linear(const float *x, int rows, const fy_packed *w, const float *b, flo
     if (rows > 0) fy_gemm(x, rows, w, b, y, w->n, pool);
 }
 
+/* Sum of (x[i] - shift)^power (power 1 or 2) in eight partial sums combined in a
+ * fixed order, as fy_dot: the compiler may vectorize it, the bits stay the same. */
+static float lane_sum(const float *x, int n, float shift, int power) {
+    float s[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float v = x[i + j] - shift;
+            s[j] += power == 2 ? v * v : v;
+        }
+    float tail = 0;
+    for (; i < n; i++) tail += power == 2 ? (x[i] - shift) * (x[i] - shift) : x[i] - shift;
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail;
+}
+
 void fy_layernorm(const float *x, int rows, int d, const float *gamma, const float *beta, float eps, float *y) {
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * d;
         float *yr = y + (size_t)r * d;
-        double mean = 0, var = 0;
-        for (int i = 0; i < d; i++) mean += xr[i];
-        mean /= d;
-        for (int i = 0; i < d; i++) var += (xr[i] - mean) * (xr[i] - mean);
-        var /= d;
-        float inv = (float)(1.0 / sqrt(var + eps)), m = (float)mean;
-        for (int i = 0; i < d; i++) yr[i] = (xr[i] - m) * inv * gamma[i] + beta[i];
+        float mean = lane_sum(xr, d, 0.0f, 1) / (float)d;
+        float var = lane_sum(xr, d, mean, 2) / (float)d;
+        float inv = 1.0f / sqrtf(var + eps);
+        for (int i = 0; i < d; i++) yr[i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
     }
 }
 
@@ -110,10 +122,14 @@ __attribute__((target("avx2,fma"))) static float sum_exp_avx2(const float *x, in
     }
     float lane[8], tail = 0;
     _mm256_storeu_ps(lane, acc);
-    for (int i = n8; i < n; i++) {
-        float e = exp_scalar(x[i] - shift);
-        if (out) out[i] = e;
-        tail += e;
+    if (n8 < n) { /* the last n - n8 exps in one vector (same bits as exp_scalar), summed in order */
+        float rest[8] = {0}, e[8];
+        memcpy(rest, x + n8, sizeof(float) * (size_t)(n - n8));
+        _mm256_storeu_ps(e, exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(rest), s)));
+        for (int i = n8; i < n; i++) {
+            if (out) out[i] = e[i - n8];
+            tail += e[i - n8];
+        }
     }
     return (((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]))) + tail;
 }
@@ -176,6 +192,117 @@ float fy_dot(const float *restrict a, const float *restrict b, int n) {
 
 void fy_axpy(float a, const float *restrict x, float *restrict y, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/* ---- attention of one query row ---- */
+
+static void attend_portable(const float *q, const float *const *keys, const float *const *vals, int n, int d,
+                            int heads, float *scores, float *out) {
+    int dh = d / heads;
+    float scale = 1.0f / sqrtf((float)dh);
+    memset(out, 0, sizeof(float) * (size_t)d);
+    for (int h = 0; h < heads; h++) {
+        for (int j = 0; j < n; j++) scores[j] = fy_dot(q + h * dh, keys[j] + h * dh, dh) * scale;
+        fy_softmax(scores, n);
+        for (int j = 0; j < n; j++) fy_axpy(scores[j], vals[j] + h * dh, out + h * dh, dh);
+    }
+}
+
+#if defined(__x86_64__)
+/* fy_dot with the same eight lanes and the same final additions. */
+__attribute__((target("avx2"))) static float dot_avx2(const float *a, const float *b, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    int n8 = n & ~7;
+    for (int i = 0; i < n8; i += 8) acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    float tail = 0;
+    for (int i = n8; i < n; i++) tail += a[i] * b[i];
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)); /* s0+s4, s1+s5, ... */
+    t = _mm_hadd_ps(t, t);
+    t = _mm_hadd_ps(t, t);
+    return _mm_cvtss_f32(t) + tail;
+}
+
+/* Four dot_avx2 at once (n a multiple of 8), each scaled: the horizontal adds of
+ * four keys share instructions, and each still follows fy_dot's order. */
+__attribute__((target("avx2"))) static void dot4_avx2(const float *a, const float *const *keys, int offset, int n,
+                                                      float scale, float *out) {
+    __m256 acc[4];
+    for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        __m256 x = _mm256_loadu_ps(a + i);
+        for (int k = 0; k < 4; k++) acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(x, _mm256_loadu_ps(keys[k] + offset + i)));
+    }
+    __m128 t[4];
+    for (int k = 0; k < 4; k++) t[k] = _mm_add_ps(_mm256_castps256_ps128(acc[k]), _mm256_extractf128_ps(acc[k], 1));
+    __m128 sums = _mm_hadd_ps(_mm_hadd_ps(t[0], t[1]), _mm_hadd_ps(t[2], t[3]));
+    sums = _mm_add_ps(sums, _mm_setzero_ps()); /* fy_dot's "+ tail", an empty tail */
+    _mm_storeu_ps(out, _mm_mul_ps(sums, _mm_set1_ps(scale)));
+}
+
+__attribute__((target("avx2,fma"))) static void attend_avx2(const float *q, const float *const *keys,
+                                                            const float *const *vals, int n, int d, int heads,
+                                                            float *scores, float *out) {
+    int dh = d / heads, dh8 = dh & ~7;
+    float scale = 1.0f / sqrtf((float)dh);
+    memset(out, 0, sizeof(float) * (size_t)d);
+    for (int h = 0; h < heads; h++) {
+        const float *qh = q + h * dh;
+        int j = 0;
+        if (dh8 == dh)
+            for (; j + 4 <= n; j += 4) dot4_avx2(qh, keys + j, h * dh, dh, scale, scores + j);
+        for (; j < n; j++) scores[j] = dot_avx2(qh, keys[j] + h * dh, dh) * scale;
+        float inv = 1.0f / sum_exp_avx2(scores, n, max_avx2(scores, n), scores);
+        for (int j = 0; j < n; j++) scores[j] *= inv;
+        float *oh = out + h * dh;
+        for (int j = 0; j < n; j++) {
+            const float *v = vals[j] + h * dh;
+            __m256 sj = _mm256_set1_ps(scores[j]);
+            for (int i = 0; i < dh8; i += 8) /* y += a * x: multiply, then add, as the scalar code */
+                _mm256_storeu_ps(oh + i, _mm256_add_ps(_mm256_loadu_ps(oh + i), _mm256_mul_ps(sj, _mm256_loadu_ps(v + i))));
+            for (int i = dh8; i < dh; i++) oh[i] += scores[j] * v[i];
+        }
+    }
+}
+#endif
+
+void fy_attend(const float *q, const float *const *keys, const float *const *vals, int n, int d, int heads,
+               float *scores, float *out) {
+#if defined(__x86_64__)
+    if (fy_simd_enabled()) {
+        attend_avx2(q, keys, vals, n, d, heads, scores, out);
+        return;
+    }
+#endif
+    attend_portable(q, keys, vals, n, d, heads, scores, out);
+}
+
+/* ---- beam search's scan of a row of logits ---- */
+
+static int first_above_scalar(const float *logits, int from, int n, float lse, float base, float threshold) {
+    for (int v = from; v < n; v++)
+        if (base + (logits[v] - lse) > threshold) return v;
+    return n;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static int first_above_avx2(const float *logits, int from, int n, float lse,
+                                                            float base, float threshold) {
+    const __m256 vl = _mm256_set1_ps(lse), vb = _mm256_set1_ps(base), vt = _mm256_set1_ps(threshold);
+    int v = from;
+    for (; v + 8 <= n; v += 8) {
+        __m256 total = _mm256_add_ps(vb, _mm256_sub_ps(_mm256_loadu_ps(logits + v), vl));
+        int mask = _mm256_movemask_ps(_mm256_cmp_ps(total, vt, _CMP_GT_OQ));
+        if (mask) return v + __builtin_ctz((unsigned)mask);
+    }
+    return first_above_scalar(logits, v, n, lse, base, threshold);
+}
+#endif
+
+int fy_first_above(const float *logits, int from, int n, float lse, float base, float threshold) {
+#if defined(__x86_64__)
+    if (fy_simd_enabled()) return first_above_avx2(logits, from, n, lse, base, threshold);
+#endif
+    return first_above_scalar(logits, from, n, lse, base, threshold);
 }
 
 void fy_sinusoid_table(float *out, int n_pos, int d, enum fy_positions layout) {

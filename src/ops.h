@@ -27,6 +27,15 @@ void fy_softmax(float *x, int n);
 /* log(sum(exp(x))) of one row of n: x[i] - fy_logsumexp(x, n) is its log-softmax. */
 float fy_logsumexp(const float *x, int n);
 
+/* Multi-head attention of one query row q [d] over n keys and values (key j of
+ * head h at keys[j] + h * d / heads): out [d]; scores has room for n. */
+void fy_attend(const float *q, const float *const *keys, const float *const *vals, int n, int d, int heads,
+               float *scores, float *out);
+
+/* The first v in [from, n) with base + (logits[v] - lse) > threshold, computed
+ * in exactly that order of float operations; n if there is none. */
+int fy_first_above(const float *logits, int from, int n, float lse, float base, float threshold);
+
 float fy_dot(const float *restrict a, const float *restrict b, int n);
 void fy_axpy(float a, const float *restrict x, float *restrict y, int n);
 

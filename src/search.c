@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops.h"
+
 typedef struct {
     float total; /* cumulative log-prob */
     int row, token;
@@ -144,11 +146,11 @@ static void finish(search_state *s, const fy_search_opts *o, int sent, int paren
 static void offer_row(const search_state *s, const float *logits, float lse, float row_lp, int row, int k,
                       candidate *cand, int *n_cand) {
     for (int v = 0; v < s->vocab; v++) {
+        /* Once the list is full, skip to the next token that beats its k-th best. */
+        if (*n_cand == k && (v = fy_first_above(logits, v, s->vocab, lse, row_lp, cand[k - 1].total)) == s->vocab)
+            break;
         float lp = logits[v] - lse; /* the log-softmax, only where it is looked at */
-        float total = row_lp + lp;
-        /* Cheap test first: below the current k-th best, nothing changes. */
-        if (*n_cand == k && !(total > cand[k - 1].total)) continue;
-        if (!s->forbidden[v] && lp != -INFINITY) offer(cand, n_cand, k, total, row, v);
+        if (!s->forbidden[v] && lp != -INFINITY) offer(cand, n_cand, k, row_lp + lp, row, v);
     }
 }
 

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "gemm.h"
 #include "lineio.h"
+#include "ops.h"
 #include "sentences.h"
 #include "tokenizer.h"
 #include "weights.h"
@@ -329,6 +330,86 @@ static void test_sentence_ends(void) {
     printf("ok %s\n", __func__);
 }
 
+/* FNV-1a of the bytes: tests/test_unit.py compares these between the vector and portable kernels. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211u;
+    return h;
+}
+
+/* The row kernels (attention, LayerNorm, log-sum-exp, the beam scan, int8
+ * quantization through gemm) on awkward sizes: their bits must not depend on
+ * the kernel, and they must be right. */
+static void test_row_kernels(void) {
+    enum { D = 96, KEYS = 19 };
+    float q[D], kv[2 * KEYS][D], out[D], ref[D], scores[KEYS], gamma[D], beta[D], y[D];
+    const float *keys[KEYS], *vals[KEYS];
+    srand(11);
+    for (int i = 0; i < D; i++) {
+        q[i] = (float)rand() / RAND_MAX - 0.5f;
+        gamma[i] = 1.0f + (float)rand() / RAND_MAX;
+        beta[i] = (float)rand() / RAND_MAX - 0.5f;
+    }
+    for (int j = 0; j < 2 * KEYS; j++)
+        for (int i = 0; i < D; i++) kv[j][i] = 2.0f * ((float)rand() / RAND_MAX - 0.5f);
+    for (int j = 0; j < KEYS; j++) keys[j] = kv[j], vals[j] = kv[KEYS + j];
+    uint64_t h = 14695981039346656037u;
+    static const int heads[] = {1, 2, 3, 8}; /* head sizes 96, 48, 32 and 12 (not a multiple of 8) */
+    for (int hi = 0; hi < 4; hi++)
+        for (int n = 1; n <= KEYS; n++) {
+            fy_attend(q, keys, vals, n, D, heads[hi], scores, out);
+            h = fnv(h, out, sizeof out);
+            if (n != KEYS) continue;
+            int dh = D / heads[hi]; /* against plain double arithmetic */
+            for (int hd = 0; hd < heads[hi]; hd++) {
+                double s[KEYS], mx = -1e30, sum = 0;
+                for (int j = 0; j < n; j++) {
+                    s[j] = 0;
+                    for (int i = 0; i < dh; i++) s[j] += (double)q[hd * dh + i] * keys[j][hd * dh + i];
+                    s[j] /= sqrt(dh);
+                    mx = s[j] > mx ? s[j] : mx;
+                }
+                for (int j = 0; j < n; j++) sum += exp(s[j] - mx);
+                for (int i = 0; i < dh; i++) {
+                    double acc = 0;
+                    for (int j = 0; j < n; j++) acc += exp(s[j] - mx) / sum * vals[j][hd * dh + i];
+                    ref[hd * dh + i] = (float)acc;
+                }
+            }
+            for (int i = 0; i < D; i++) CHECK(fabsf(out[i] - ref[i]) < 1e-5f, "attention, %d heads: %g vs %g", heads[hi], out[i], ref[i]);
+        }
+    for (int n = 1; n <= D; n += 7) {
+        fy_layernorm(kv[0], 1, n, gamma, beta, 1e-5f, y);
+        h = fnv(h, y, sizeof(float) * (size_t)n);
+        float lse = fy_logsumexp(kv[1], n);
+        h = fnv(h, &lse, sizeof lse);
+        for (float t = -1.0f; t < 1.0f; t += 0.25f) {
+            int first = fy_first_above(kv[2], n / 2, n, 0.3f, -0.1f, t);
+            int expect = n;
+            for (int v = n - 1; v >= n / 2; v--)
+                if (-0.1f + (kv[2][v] - 0.3f) > t) expect = v;
+            CHECK(first == expect, "fy_first_above from %d of %d, threshold %g: %d, expected %d", n / 2, n, t, first, expect);
+        }
+    }
+    double mean = 0, var = 0;
+    for (int i = 0; i < D; i++) mean += kv[0][i] / D;
+    for (int i = 0; i < D; i++) var += (kv[0][i] - mean) * (kv[0][i] - mean) / D;
+    fy_layernorm(kv[0], 1, D, gamma, beta, 1e-5f, y);
+    for (int i = 0; i < D; i++) {
+        float expect = (float)((kv[0][i] - mean) / sqrt(var + 1e-5) * gamma[i] + beta[i]);
+        CHECK(fabsf(y[i] - expect) < 1e-5f, "layernorm %d: %g vs %g", i, y[i], expect);
+    }
+    int8_t qw[7 * 75];
+    float qs[7], qy[KEYS * 7];
+    for (int i = 0; i < 7 * 75; i++) qw[i] = (int8_t)(rand() % 255 - 127);
+    for (int i = 0; i < 7; i++) qs[i] = 0.01f * (float)(i + 1);
+    fy_packed qp;
+    CHECK(fy_pack_q8(qw, qs, 7, 75, &qp), "pack");
+    fy_gemm(&kv[0][0], KEYS, &qp, NULL, qy, 7, NULL); /* rows of 75 from a [.., 96] array: any data will do */
+    fy_packed_free(&qp);
+    h = fnv(h, qy, sizeof qy);
+    printf("ok %s\nbits row_kernels %016llx\n", __func__, (unsigned long long)h);
+}
+
 int main(void) {
     test_sentence_ends();
     test_config_defaults();
@@ -338,6 +419,7 @@ int main(void) {
     test_gemm_invariance_and_kernels();
     test_gemm_int8();
     test_gemm_shapes();
+    test_row_kernels();
     test_line_reader();
     test_tokenizer_rejects_garbage();
     return failures ? 1 : 0;

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fanyi_ref import Config, build, save_model_dir  # noqa: E402
+from fanyi_ref import Config, build, load_model_dir, save_model_dir  # noqa: E402
 from fanyi_ref.metrics import corpus_bleu, corpus_chrf  # noqa: E402
 from fanyi_ref.search import Options, translate  # noqa: E402
 
@@ -145,6 +146,22 @@ def evaluate(model, cfg, valid, sp_tgt, valid_refs, device, batch_size=100, bleu
     return tot_loss / max(1, tot_tok), corpus_bleu(hyps, refs, tokenize), corpus_chrf(hyps, refs)
 
 
+ARCHITECTURE_KEYS = ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "encoder_layers",
+                     "decoder_layers", "activation", "norm", "shared_embeddings")
+
+
+def copy_vocabulary(model_dir, workdir, spm_names):
+    """Continued training keeps the vocabulary of the model it starts from."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        config = json.load(f)
+    names = {config.get(k) for k in ("source_spm", "target_spm")}
+    if names != set(spm_names):
+        sys.exit(f"train.py: --init-from {model_dir}: its vocabulary files {sorted(n for n in names if n)} "
+                 f"do not match {spm_names} (use --joint-vocab for a shared vocabulary)")
+    for n in spm_names:
+        shutil.copyfile(os.path.join(model_dir, n), os.path.join(workdir, n))
+
+
 def average_state(paths):
     avg = None
     for p in paths:
@@ -208,6 +225,9 @@ def parse_args(argv=None):
     p.add_argument("--export-checkpoints", default="",
                    help="comma-separated checkpoint files in the workdir to average on export (last.pt allowed); "
                         "default: the --average best by validation BLEU")
+    p.add_argument("--init-from", metavar="MODEL_DIR",
+                   help="start from the weights and vocabulary of this fanyi model directory (continued "
+                        "training with a fresh optimizer; the architecture options must match it)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -230,14 +250,16 @@ def main(argv=None):
     if not (args.export_only and have_spm):
         train_src, train_tgt = read_pairs(args.train_src, args.train_tgt, args.train_tsv, args.tsv_columns)
 
-    if args.joint_vocab:
+    if args.init_from:
+        copy_vocabulary(args.init_from, args.workdir, spm_names)
+    elif args.joint_vocab:
         train_spm(os.path.join(args.workdir, "spm"), train_src + train_tgt, args.joint_vocab, args.spm_type,
                   min(args.src_coverage, args.tgt_coverage))
         src_spm = tgt_spm = "spm.model"
     else:
         train_spm(os.path.join(args.workdir, "source"), train_src, args.src_vocab, args.spm_type, args.src_coverage)
         train_spm(os.path.join(args.workdir, "target"), train_tgt, args.tgt_vocab, args.spm_type, args.tgt_coverage)
-        src_spm, tgt_spm = "source.model", "target.model"
+    src_spm, tgt_spm = (spm_names[0], spm_names[0]) if args.joint_vocab else tuple(spm_names)
     sp_src = load_spm(os.path.join(args.workdir, src_spm))
     sp_tgt = load_spm(os.path.join(args.workdir, tgt_spm))
 
@@ -282,6 +304,14 @@ def main(argv=None):
         step, epoch, batch_pos, epoch_seed = ck["step"], ck["epoch"], ck["batch_pos"], ck["epoch_seed"]
         torch.set_rng_state(ck["torch_rng"])
         print(f"resumed from {ckpt_path}: epoch {epoch}, batch {batch_pos}, step {step}", flush=True)
+    elif args.init_from:
+        init_cfg, init_state = load_model_dir(args.init_from)
+        differ = [f"{k} {getattr(init_cfg, k)} (options: {getattr(cfg, k)})" for k in ARCHITECTURE_KEYS
+                  if getattr(init_cfg, k) != getattr(cfg, k)]
+        if differ:
+            sys.exit(f"train.py: --init-from {args.init_from}: its architecture differs: {', '.join(differ)}")
+        model.load_state_dict(init_state)
+        print(f"initialized from {args.init_from}", flush=True)
 
     def save():
         tmp = ckpt_path + ".tmp"
