@@ -112,14 +112,19 @@ __attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, in
     quantize_scales(mx, &inv, sx);
     const __m256 vinv = _mm256_set1_ps(inv);
     const __m256i lo = _mm256_set1_epi32(-63), hi = _mm256_set1_epi32(63), off = _mm256_set1_epi32(64);
-    for (int i = 0; i < k8; i += 8) {
-        __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)); /* nearest-even */
-        v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, lo), hi), off);
-        int32_t tmp[8];
-        _mm256_storeu_si256((__m256i *)tmp, v);
-        for (int j = 0; j < 8; j++) xu[i + j] = (uint8_t)tmp[j];
+    /* packs interleave 128-bit lanes; this permutation puts the 32 bytes back in order */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int k32 = k & ~31;
+    for (int i = 0; i < k32; i += 32) {
+        __m256i v[4];
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), vinv)); /* nearest-even */
+            v[j] = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v[j], lo), hi), off);
+        }
+        __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(xu + i), _mm256_permutevar8x32_epi32(bytes, order));
     }
-    quantize_tail(x, k8, k, inv, xu);
+    quantize_tail(x, k32, k, inv, xu);
 }
 #endif
 
@@ -132,13 +137,18 @@ static void quantize_row(const float *x, int k, int k4, uint8_t *xu, float *sx) 
     for (int i = k; i < k4; i++) xu[i] = 64; /* zero after the offset; the padded weights are 0 too */
 }
 
-/* One row x panel: the exact integer sum, then the two scale multiplications. */
-static void q8_finish(const int32_t *acc, const fy_packed *w, int col0, int cols, float sx, float *y) {
-    for (int c = 0; c < cols; c++) y[c] = ((float)(acc[c] - w->colsum[col0 + c]) * sx) * w->scale[col0 + c];
+/* One row x panel: the exact integer sum, then the two scale multiplications,
+ * then the bias (if any), added while the row is in registers. */
+static void q8_finish(const int32_t *acc, const fy_packed *w, int col0, int cols, float sx, const float *bias,
+                      float *y) {
+    for (int c = 0; c < cols; c++) {
+        float v = ((float)(acc[c] - w->colsum[col0 + c]) * sx) * w->scale[col0 + c];
+        y[c] = bias ? v + bias[col0 + c] : v;
+    }
 }
 
 static void q8_rows_portable(const uint8_t *xu, const float *sx, int rows, const fy_packed *w, int p0, int p1,
-                             float *y, int ldy) {
+                             const float *bias, float *y, int ldy) {
     int kq4 = w->k4 / 4;
     for (int r = 0; r < rows; r++)
         for (int p = p0; p < p1; p++) {
@@ -149,7 +159,7 @@ static void q8_rows_portable(const uint8_t *xu, const float *sx, int rows, const
                 for (int c = 0; c < FY_PANEL; c++)
                     for (int j = 0; j < 4; j++)
                         acc[c] += (int32_t)xu[(size_t)r * w->k4 + kq * 4 + j] * panel[((size_t)kq * FY_PANEL + c) * 4 + j];
-            q8_finish(acc, w, col0, cols, sx[r], y + (size_t)r * ldy + col0);
+            q8_finish(acc, w, col0, cols, sx[r], bias, y + (size_t)r * ldy + col0);
         }
 }
 
@@ -211,46 +221,53 @@ __attribute__((target("avx2"))) static void q8_row_avx2(const uint8_t *xu, int k
     }
 }
 
+/* Blocks of M_BLOCK rows, and within a block one panel at a time over all its
+ * rows: the panel stays in L1 and the block's quantized rows in L2, rather than
+ * every panel of a wide product (the output layer) streaming from L3 for each
+ * six rows. */
 __attribute__((target("avx2"))) static void q8_rows_avx2(const uint8_t *xu, const float *sx, int rows,
-                                                         const fy_packed *w, int p0, int p1, float *y, int ldy) {
+                                                         const fy_packed *w, int p0, int p1, const float *bias,
+                                                         float *y, int ldy) {
     int k4 = w->k4;
     size_t stride = (size_t)k4 * FY_PANEL;
-    int r = 0;
-    for (; r + 6 <= rows; r += 6)
+    for (int m0 = 0; m0 < rows; m0 += M_BLOCK) {
+        int m1 = m0 + M_BLOCK < rows ? m0 + M_BLOCK : rows, full_end = m0 + (m1 - m0) / 6 * 6;
         for (int p = p0; p < p1; p++) {
-            int32_t acc[6][FY_PANEL];
+            const int8_t *panel = w->q + (size_t)p * stride;
             int col0 = p * FY_PANEL, cols = w->n - col0 < FY_PANEL ? w->n - col0 : FY_PANEL;
-            q8_tile6_avx2(xu + (size_t)r * k4, k4, w->q + (size_t)p * stride, acc);
-            for (int i = 0; i < 6; i++) q8_finish(acc[i], w, col0, cols, sx[r + i], y + (size_t)(r + i) * ldy + col0);
-        }
-    for (; r < rows; r++)
-        for (int p = p0; p < p1; p += 4) {
-            int np = p1 - p < 4 ? p1 - p : 4;
-            int32_t acc[4][FY_PANEL];
-            q8_row_avx2(xu + (size_t)r * k4, k4, w->q + (size_t)p * stride, stride, np, acc);
-            for (int i = 0; i < np; i++) {
-                int col0 = (p + i) * FY_PANEL, cols = w->n - col0 < FY_PANEL ? w->n - col0 : FY_PANEL;
-                q8_finish(acc[i], w, col0, cols, sx[r], y + (size_t)r * ldy + col0);
+            int r = m0;
+            for (; r < full_end; r += 6) {
+                int32_t acc[6][FY_PANEL];
+                q8_tile6_avx2(xu + (size_t)r * k4, k4, panel, acc);
+                for (int i = 0; i < 6; i++)
+                    q8_finish(acc[i], w, col0, cols, sx[r + i], bias, y + (size_t)(r + i) * ldy + col0);
+            }
+            for (; r < m1; r++) {
+                int32_t acc[4][FY_PANEL];
+                q8_row_avx2(xu + (size_t)r * k4, k4, panel, stride, 1, acc);
+                q8_finish(acc[0], w, col0, cols, sx[r], bias, y + (size_t)r * ldy + col0);
             }
         }
+    }
 }
 #endif
 
 /* Panels [p0, p1) of an int8 product over rows already quantized (xu: M rows of k4). */
-static void q8_rows(const uint8_t *xu, const float *sx, int M, const fy_packed *w, int p0, int p1, float *y,
-                    int ldy) {
+static void q8_rows(const uint8_t *xu, const float *sx, int M, const fy_packed *w, int p0, int p1, const float *bias,
+                    float *y, int ldy) {
 #ifdef FY_X86
     if (fy_simd_enabled()) {
-        q8_rows_avx2(xu, sx, M, w, p0, p1, y, ldy);
+        q8_rows_avx2(xu, sx, M, w, p0, p1, bias, y, ldy);
         return;
     }
 #endif
-    q8_rows_portable(xu, sx, M, w, p0, p1, y, ldy);
+    q8_rows_portable(xu, sx, M, w, p0, p1, bias, y, ldy);
 }
 
 /* Panels [p0, p1) of an int8 product, rows quantized Q_BLOCK at a time (used when the
  * quantized rows would not fit the caller's stack buffer). */
-static void gemm_q8_panels(const float *x, int M, const fy_packed *w, float *y, int ldy, int p0, int p1) {
+static void gemm_q8_panels(const float *x, int M, const fy_packed *w, const float *bias, float *y, int ldy, int p0,
+                           int p1) {
     uint8_t xu[Q_BLOCK * 4096];
     float sx[Q_BLOCK];
     int block = w->k4 <= 4096 ? Q_BLOCK : 1;
@@ -259,7 +276,7 @@ static void gemm_q8_panels(const float *x, int M, const fy_packed *w, float *y, 
     for (int m0 = 0; m0 < M; m0 += block) {
         int rows = M - m0 < block ? M - m0 : block;
         for (int r = 0; r < rows; r++) quantize_row(x + (size_t)(m0 + r) * w->k, w->k, w->k4, buf + (size_t)r * w->k4, &sx[r]);
-        q8_rows(buf, sx, rows, w, p0, p1, y + (size_t)m0 * ldy, ldy);
+        q8_rows(buf, sx, rows, w, p0, p1, bias, y + (size_t)m0 * ldy, ldy);
     }
     if (buf != xu) free(buf);
 }
@@ -434,9 +451,12 @@ typedef struct {
 } gemm_job;
 
 static void run_panels(const gemm_job *j, int p0, int p1) {
-    if (j->w->q && j->xu) q8_rows(j->xu, j->sx, j->M, j->w, p0, p1, j->y, j->ldy);
-    else if (j->w->q) gemm_q8_panels(j->x, j->M, j->w, j->y, j->ldy, p0, p1);
-    else gemm_panels(j->tile, j->x, j->M, j->w, j->y, j->ldy, p0, p1);
+    if (j->w->q) { /* int8 adds the bias as it writes */
+        if (j->xu) q8_rows(j->xu, j->sx, j->M, j->w, p0, p1, j->bias, j->y, j->ldy);
+        else gemm_q8_panels(j->x, j->M, j->w, j->bias, j->y, j->ldy, p0, p1);
+        return;
+    }
+    gemm_panels(j->tile, j->x, j->M, j->w, j->y, j->ldy, p0, p1);
     if (!j->bias) return;
     /* The bias of this task's columns, while they are in cache. */
     int c0 = p0 * FY_PANEL, c1 = p1 * FY_PANEL < j->w->n ? p1 * FY_PANEL : j->w->n;
@@ -450,6 +470,21 @@ static void gemm_task(void *ctx, int task) {
     const gemm_job *j = ctx;
     int p0 = task * j->per_task, p1 = p0 + j->per_task < j->panels ? p0 + j->per_task : j->panels;
     run_panels(j, p0, p1);
+}
+
+/* Rows of an int8 product quantized on all threads, before the product itself. */
+typedef struct {
+    const float *x;
+    int k, k4, M, per_task;
+    uint8_t *xu;
+    float *sx;
+} quantize_job;
+
+static void quantize_task(void *ctx, int task) {
+    const quantize_job *j = ctx;
+    int r1 = (task + 1) * j->per_task < j->M ? (task + 1) * j->per_task : j->M;
+    for (int r = task * j->per_task; r < r1; r++)
+        quantize_row(j->x + (size_t)r * j->k, j->k, j->k4, j->xu + (size_t)r * j->k4, &j->sx[r]);
 }
 
 /* Below this many multiply-adds, waking threads costs more than it saves
@@ -468,7 +503,8 @@ void fy_gemm(const float *x, int M, const fy_packed *w, const float *bias, float
     uint8_t xu[QUANTIZE_ONCE_BYTES];
     float sx[QUANTIZE_ONCE_BYTES / 64];
     if (w->q && (size_t)M * (size_t)w->k4 <= sizeof xu && (size_t)M <= sizeof sx / sizeof sx[0]) {
-        for (int r = 0; r < M; r++) quantize_row(x + (size_t)r * w->k, w->k, w->k4, xu + (size_t)r * w->k4, &sx[r]);
+        quantize_job qj = {x, w->k, w->k4, M, (M + threads - 1) / threads, xu, sx};
+        fy_pool_run(pool, quantize_task, &qj, (M + qj.per_task - 1) / qj.per_task);
         job.xu = xu;
         job.sx = sx;
     }

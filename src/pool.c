@@ -5,18 +5,35 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/*
+ * A job is published by bumping `generation`; workers that finished the last
+ * job moments ago spin on it for a while before sleeping on `wake`, and the
+ * caller spins on `busy` before sleeping on `done`. A decoder step runs a few
+ * dozen short jobs, and a futex wake-up per job would cost more than a small
+ * product: the spin is bounded (tens of microseconds), so an idle or oversubscribed
+ * pool still sleeps.
+ */
+enum { SPIN_ROUNDS = 4000 };
+
 struct fy_pool {
     int n_workers;
     pthread_t *workers;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    unsigned long generation; /* bumped for every job */
-    int stop, busy;           /* busy: workers still inside the current job */
+    atomic_ulong generation; /* bumped (under mu) for every job */
+    int stop;
+    atomic_int busy;         /* workers still inside the current job */
     fy_task_fn fn;
     void *ctx;
     int n_tasks;
     atomic_int next;
 };
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 static void drain(fy_pool *p) {
     for (int t; (t = atomic_fetch_add(&p->next, 1)) < p->n_tasks;) p->fn(p->ctx, t);
@@ -26,18 +43,21 @@ static void *worker_main(void *arg) {
     fy_pool *p = arg;
     unsigned long seen = 0;
     for (;;) {
+        for (int i = 0; i < SPIN_ROUNDS && atomic_load(&p->generation) == seen; i++) cpu_relax();
         pthread_mutex_lock(&p->mu);
-        while (p->generation == seen && !p->stop) pthread_cond_wait(&p->wake, &p->mu);
+        while (atomic_load(&p->generation) == seen && !p->stop) pthread_cond_wait(&p->wake, &p->mu);
         if (p->stop) {
             pthread_mutex_unlock(&p->mu);
             return NULL;
         }
-        seen = p->generation;
+        seen = atomic_load(&p->generation);
         pthread_mutex_unlock(&p->mu);
         drain(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->mu);
+        if (atomic_fetch_sub(&p->busy, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -89,12 +109,14 @@ void fy_pool_run(fy_pool *p, fy_task_fn fn, void *ctx, int n_tasks) {
     p->ctx = ctx;
     p->n_tasks = n_tasks;
     atomic_store(&p->next, 0);
-    p->busy = p->n_workers;
-    p->generation++;
+    atomic_store(&p->busy, p->n_workers);
+    atomic_fetch_add(&p->generation, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     drain(p);
+    for (int i = 0; i < SPIN_ROUNDS && atomic_load(&p->busy) > 0; i++) cpu_relax();
+    if (atomic_load(&p->busy) == 0) return;
     pthread_mutex_lock(&p->mu);
-    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
+    while (atomic_load(&p->busy) > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
