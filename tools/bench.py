@@ -205,6 +205,25 @@ def main():
         print(f"\nGEMM on this machine (M=256, N=1024, K=256, 1 thread): OpenBLAS sgemm {rates['openblas']:.1f} "
               f"GFLOP/s, fanyi deterministic f32 {rates['fanyi_f32']:.1f} GFLOP/s, fanyi int8 "
               f"{rates.get('fanyi_int8', 0):.1f} GOP/s")
+        # How far the f32 engine is from the hardware, and what that caps: the
+        # model's FLOPs at `threads` x OpenBLAS's rate is the fastest any f32 engine
+        # doing this arithmetic could go.
+        for r in rows:
+            if r["engine"] != "fanyi" or r["dtype"] != "f32":
+                continue
+            achieved = r["flops"] / r["xlate"] / 1e9
+            limit = r["threads"] * rates["openblas"]
+            line = (f"f32 beam {r['beam']}, {r['threads']} thread(s): {achieved:.1f} GFLOP/s = "
+                    f"{100 * achieved / limit:.0f}% of {r['threads']} × OpenBLAS")
+            if "ratio" in r:
+                line += f"; at 100% the speed-up over PyTorch would be at most {r['ratio'] * limit / achieved:.1f}×"
+            print(line)
+    by_key = {(r["dtype"], r["beam"], r["threads"]): r for r in rows if r["engine"] == "fanyi"}
+    for (dt, beam, th), r in by_key.items():
+        if dt == "int8" and ("f32", beam, th) in by_key:
+            f = by_key[("f32", beam, th)]
+            print(f"int8 vs f32, beam {beam}, {th} thread(s): {f['xlate'] / r['xlate']:.2f}× faster, "
+                  f"BLEU {r['bleu'] - f['bleu']:+.2f}")
     best = max((r for r in rows if r["engine"] == "fanyi"), key=lambda r: r["flops"] / r["xlate"])
     print(f"fanyi's best achieved rate: {best['flops'] / best['xlate'] / 1e9:.1f} GFLOP/s (≈ model FLOPs / translation "
           f"time; {best['dtype']}, beam {best['beam']}, {best['threads']} threads)")
