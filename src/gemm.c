@@ -12,6 +12,25 @@
 
 enum { MR = 6, M_BLOCK = 96 };
 
+/* What happens to a result after its sum: + bias (when not NULL), then ReLU
+ * (when relu). Applied while the result is still in cache. */
+typedef struct {
+    const float *bias;
+    int relu;
+} epilogue;
+
+/* Applies ep to columns [c0, c1) of rows [0, rows). */
+static void apply_epilogue(const epilogue *ep, float *y, int ldy, int rows, int c0, int c1) {
+    if (!ep->bias && !ep->relu) return;
+    for (int m = 0; m < rows; m++) {
+        float *row = y + (size_t)m * ldy;
+        if (ep->bias)
+            for (int c = c0; c < c1; c++) row[c] += ep->bias[c];
+        if (ep->relu)
+            for (int c = c0; c < c1; c++) row[c] = row[c] > 0.0f ? row[c] : 0.0f;
+    }
+}
+
 int fy_pack(const float *w, int n, int k, fy_packed *out) {
     size_t panels = (size_t)(n + FY_PANEL - 1) / FY_PANEL;
     memset(out, 0, sizeof *out);
@@ -138,17 +157,18 @@ static void quantize_row(const float *x, int k, int k4, uint8_t *xu, float *sx) 
 }
 
 /* One row x panel: the exact integer sum, then the two scale multiplications,
- * then the bias (if any), added while the row is in registers. */
-static void q8_finish(const int32_t *acc, const fy_packed *w, int col0, int cols, float sx, const float *bias,
+ * then the epilogue, while the row is in registers. */
+static void q8_finish(const int32_t *acc, const fy_packed *w, int col0, int cols, float sx, const epilogue *ep,
                       float *y) {
     for (int c = 0; c < cols; c++) {
         float v = ((float)(acc[c] - w->colsum[col0 + c]) * sx) * w->scale[col0 + c];
-        y[c] = bias ? v + bias[col0 + c] : v;
+        if (ep->bias) v += ep->bias[col0 + c];
+        y[c] = ep->relu && !(v > 0.0f) ? 0.0f : v;
     }
 }
 
 static void q8_rows_portable(const uint8_t *xu, const float *sx, int rows, const fy_packed *w, int p0, int p1,
-                             const float *bias, float *y, int ldy) {
+                             const epilogue *ep, float *y, int ldy) {
     int kq4 = w->k4 / 4;
     for (int r = 0; r < rows; r++)
         for (int p = p0; p < p1; p++) {
@@ -159,7 +179,7 @@ static void q8_rows_portable(const uint8_t *xu, const float *sx, int rows, const
                 for (int c = 0; c < FY_PANEL; c++)
                     for (int j = 0; j < 4; j++)
                         acc[c] += (int32_t)xu[(size_t)r * w->k4 + kq * 4 + j] * panel[((size_t)kq * FY_PANEL + c) * 4 + j];
-            q8_finish(acc, w, col0, cols, sx[r], bias, y + (size_t)r * ldy + col0);
+            q8_finish(acc, w, col0, cols, sx[r], ep, y + (size_t)r * ldy + col0);
         }
 }
 
@@ -226,7 +246,7 @@ __attribute__((target("avx2"))) static void q8_row_avx2(const uint8_t *xu, int k
  * every panel of a wide product (the output layer) streaming from L3 for each
  * six rows. */
 __attribute__((target("avx2"))) static void q8_rows_avx2(const uint8_t *xu, const float *sx, int rows,
-                                                         const fy_packed *w, int p0, int p1, const float *bias,
+                                                         const fy_packed *w, int p0, int p1, const epilogue *ep,
                                                          float *y, int ldy) {
     int k4 = w->k4;
     size_t stride = (size_t)k4 * FY_PANEL;
@@ -240,12 +260,12 @@ __attribute__((target("avx2"))) static void q8_rows_avx2(const uint8_t *xu, cons
                 int32_t acc[6][FY_PANEL];
                 q8_tile6_avx2(xu + (size_t)r * k4, k4, panel, acc);
                 for (int i = 0; i < 6; i++)
-                    q8_finish(acc[i], w, col0, cols, sx[r + i], bias, y + (size_t)(r + i) * ldy + col0);
+                    q8_finish(acc[i], w, col0, cols, sx[r + i], ep, y + (size_t)(r + i) * ldy + col0);
             }
             for (; r < m1; r++) {
                 int32_t acc[4][FY_PANEL];
                 q8_row_avx2(xu + (size_t)r * k4, k4, panel, stride, 1, acc);
-                q8_finish(acc[0], w, col0, cols, sx[r], bias, y + (size_t)r * ldy + col0);
+                q8_finish(acc[0], w, col0, cols, sx[r], ep, y + (size_t)r * ldy + col0);
             }
         }
     }
@@ -253,20 +273,20 @@ __attribute__((target("avx2"))) static void q8_rows_avx2(const uint8_t *xu, cons
 #endif
 
 /* Panels [p0, p1) of an int8 product over rows already quantized (xu: M rows of k4). */
-static void q8_rows(const uint8_t *xu, const float *sx, int M, const fy_packed *w, int p0, int p1, const float *bias,
+static void q8_rows(const uint8_t *xu, const float *sx, int M, const fy_packed *w, int p0, int p1, const epilogue *ep,
                     float *y, int ldy) {
 #ifdef FY_X86
     if (fy_simd_enabled()) {
-        q8_rows_avx2(xu, sx, M, w, p0, p1, bias, y, ldy);
+        q8_rows_avx2(xu, sx, M, w, p0, p1, ep, y, ldy);
         return;
     }
 #endif
-    q8_rows_portable(xu, sx, M, w, p0, p1, bias, y, ldy);
+    q8_rows_portable(xu, sx, M, w, p0, p1, ep, y, ldy);
 }
 
 /* Panels [p0, p1) of an int8 product, rows quantized Q_BLOCK at a time (used when the
  * quantized rows would not fit the caller's stack buffer). */
-static void gemm_q8_panels(const float *x, int M, const fy_packed *w, const float *bias, float *y, int ldy, int p0,
+static void gemm_q8_panels(const float *x, int M, const fy_packed *w, const epilogue *ep, float *y, int ldy, int p0,
                            int p1) {
     uint8_t xu[Q_BLOCK * 4096];
     float sx[Q_BLOCK];
@@ -276,7 +296,7 @@ static void gemm_q8_panels(const float *x, int M, const fy_packed *w, const floa
     for (int m0 = 0; m0 < M; m0 += block) {
         int rows = M - m0 < block ? M - m0 : block;
         for (int r = 0; r < rows; r++) quantize_row(x + (size_t)(m0 + r) * w->k, w->k, w->k4, buf + (size_t)r * w->k4, &sx[r]);
-        q8_rows(buf, sx, rows, w, p0, p1, bias, y + (size_t)m0 * ldy, ldy);
+        q8_rows(buf, sx, rows, w, p0, p1, ep, y + (size_t)m0 * ldy, ldy);
     }
     if (buf != xu) free(buf);
 }
@@ -419,8 +439,9 @@ static tile_fn pick_tile(void) {
     return chosen_tile;
 }
 
-/* Panels [p0, p1) for all M rows. */
-static void gemm_panels(tile_fn tile, const float *x, int M, const fy_packed *w, float *y, int ldy, int p0, int p1) {
+/* Panels [p0, p1) for all M rows, each result finished by ep while in cache. */
+static void gemm_panels(tile_fn tile, const float *x, int M, const fy_packed *w, const epilogue *ep, float *y, int ldy,
+                        int p0, int p1) {
     int K = w->k;
     for (int m0 = 0; m0 < M; m0 += M_BLOCK) {
         int m1 = m0 + M_BLOCK < M ? m0 + M_BLOCK : M;
@@ -432,9 +453,14 @@ static void gemm_panels(tile_fn tile, const float *x, int M, const fy_packed *w,
                 int rows = full_end - m < MR ? full_end - m : MR;
                 tile(x + (size_t)m * K, rows, K, panel, cols, y + (size_t)m * ldy + (size_t)p * FY_PANEL, ldy);
             }
+            apply_epilogue(ep, y + (size_t)m0 * ldy, ldy, full_end - m0, p * FY_PANEL, p * FY_PANEL + cols);
         }
 #ifdef FY_X86
-        if (full_end < m1) edge_rows_avx2(x + (size_t)full_end * K, m1 - full_end, K, w, p0, p1, y + (size_t)full_end * ldy, ldy);
+        if (full_end < m1) {
+            edge_rows_avx2(x + (size_t)full_end * K, m1 - full_end, K, w, p0, p1, y + (size_t)full_end * ldy, ldy);
+            int c1 = p1 * FY_PANEL < w->n ? p1 * FY_PANEL : w->n;
+            apply_epilogue(ep, y + (size_t)full_end * ldy, ldy, m1 - full_end, p0 * FY_PANEL, c1);
+        }
 #endif
     }
 }
@@ -444,26 +470,16 @@ typedef struct {
     const float *x;
     int M, ldy, panels, per_task;
     const fy_packed *w;
-    const float *bias;
+    epilogue ep;
     float *y;
     const uint8_t *xu; /* int8: rows quantized once for all tasks, or NULL */
     const float *sx;
 } gemm_job;
 
 static void run_panels(const gemm_job *j, int p0, int p1) {
-    if (j->w->q) { /* int8 adds the bias as it writes */
-        if (j->xu) q8_rows(j->xu, j->sx, j->M, j->w, p0, p1, j->bias, j->y, j->ldy);
-        else gemm_q8_panels(j->x, j->M, j->w, j->bias, j->y, j->ldy, p0, p1);
-        return;
-    }
-    gemm_panels(j->tile, j->x, j->M, j->w, j->y, j->ldy, p0, p1);
-    if (!j->bias) return;
-    /* The bias of this task's columns, while they are in cache. */
-    int c0 = p0 * FY_PANEL, c1 = p1 * FY_PANEL < j->w->n ? p1 * FY_PANEL : j->w->n;
-    for (int m = 0; m < j->M; m++) {
-        float *row = j->y + (size_t)m * j->ldy;
-        for (int c = c0; c < c1; c++) row[c] += j->bias[c];
-    }
+    if (!j->w->q) gemm_panels(j->tile, j->x, j->M, j->w, &j->ep, j->y, j->ldy, p0, p1);
+    else if (j->xu) q8_rows(j->xu, j->sx, j->M, j->w, p0, p1, &j->ep, j->y, j->ldy);
+    else gemm_q8_panels(j->x, j->M, j->w, &j->ep, j->y, j->ldy, p0, p1);
 }
 
 static void gemm_task(void *ctx, int task) {
@@ -491,9 +507,9 @@ static void quantize_task(void *ctx, int task) {
  * (int8 products run twice as fast, so they need twice the work). */
 enum { PARALLEL_MIN_WORK = 1 << 20, QUANTIZE_ONCE_BYTES = 192 * 1024 };
 
-void fy_gemm(const float *x, int M, const fy_packed *w, const float *bias, float *y, int ldy, fy_pool *pool) {
+static void gemm(const float *x, int M, const fy_packed *w, epilogue ep, float *y, int ldy, fy_pool *pool) {
     int panels = (w->n + FY_PANEL - 1) / FY_PANEL, threads = fy_pool_threads(pool);
-    gemm_job job = {pick_tile(), x, M, ldy, panels, panels, w, bias, y, NULL, NULL};
+    gemm_job job = {pick_tile(), x, M, ldy, panels, panels, w, ep, y, NULL, NULL};
     double work = (double)M * w->n * w->k * (w->q ? 0.5 : 1.0);
     if (threads <= 1 || work < PARALLEL_MIN_WORK || panels < 2) {
         run_panels(&job, 0, panels);
@@ -511,6 +527,14 @@ void fy_gemm(const float *x, int M, const fy_packed *w, const float *bias, float
     int tasks = threads * 4 < panels ? threads * 4 : panels;
     job.per_task = (panels + tasks - 1) / tasks;
     fy_pool_run(pool, gemm_task, &job, (panels + job.per_task - 1) / job.per_task);
+}
+
+void fy_gemm(const float *x, int M, const fy_packed *w, const float *bias, float *y, int ldy, fy_pool *pool) {
+    gemm(x, M, w, (epilogue){bias, 0}, y, ldy, pool);
+}
+
+void fy_gemm_relu(const float *x, int M, const fy_packed *w, const float *bias, float *y, int ldy, fy_pool *pool) {
+    gemm(x, M, w, (epilogue){bias, 1}, y, ldy, pool);
 }
 
 int fy_simd_enabled(void) { return pick_tile() != tile_portable; }

@@ -51,6 +51,8 @@ void fy_packed_free(fy_packed *p);
  * rows of y are ldy floats apart. With a pool, the weight panels are shared
  * out between its threads. */
 void fy_gemm(const float *x, int M, const fy_packed *w, const float *bias, float *y, int ldy, fy_pool *pool);
+/* fy_gemm, then ReLU on each result (max(y, 0)) while it is in cache. */
+void fy_gemm_relu(const float *x, int M, const fy_packed *w, const float *bias, float *y, int ldy, fy_pool *pool);
 
 /* 1 if the AVX2+FMA kernels are in use (CPU support, and FANYI_GEMM is not
  * "portable"); every vector kernel has a scalar twin giving the same bits. */

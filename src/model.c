@@ -285,29 +285,6 @@ static void embed(const fy_model *m, const float *table, const float *pos_table,
     }
 }
 
-/* Input of a sublayer: LayerNorm(x) before it (pre-norm), x itself after (post-norm). */
-static const float *sublayer_input(const fy_config *c, const fy_ln *norm, const float *x, float *h, int rows) {
-    if (!c->pre_norm) return x;
-    fy_layernorm(x, rows, c->d_model, norm->gamma, norm->beta, c->layernorm_eps, h);
-    return h;
-}
-
-/* x = x + o, normalized afterwards in post-norm. */
-static void sublayer_output(const fy_config *c, const fy_ln *norm, float *x, const float *o, int rows) {
-    size_t n = (size_t)rows * c->d_model;
-    fy_add(x, o, n);
-    if (!c->pre_norm) fy_layernorm(x, rows, c->d_model, norm->gamma, norm->beta, c->layernorm_eps, x);
-}
-
-static void feed_forward(const fy_config *c, const fy_layer *l, float *x, float *h, float *ff, float *o, int rows,
-                         fy_pool *pool) {
-    const float *in = sublayer_input(c, &l->ffn_norm, x, h, rows);
-    fy_linear(in, rows, &l->fc1.w, l->fc1.b, ff, pool);
-    fy_activate(ff, (size_t)rows * c->d_ff, c->activation);
-    fy_linear(ff, rows, &l->fc2.w, l->fc2.b, o, pool);
-    sublayer_output(c, &l->ffn_norm, x, o, rows);
-}
-
 /* Splits rows [0, n) into chunks over the pool's threads; fn(ctx, task, r0, r1)
  * uses scratch slot `task`. Few rows stay on the calling thread. */
 typedef void (*rows_fn)(void *ctx, int task, int r0, int r1);
@@ -332,6 +309,49 @@ static void for_rows(fy_pool *pool, int n, int min_rows, rows_fn fn, void *ctx) 
     }
     rows_job job = {fn, ctx, n, (n + tasks - 1) / tasks};
     fy_pool_run(pool, rows_task, &job, tasks);
+}
+
+typedef struct {
+    const fy_config *c;
+    const fy_ln *norm;
+    const float *x;
+    float *y;
+} layernorm_job;
+
+static void layernorm_rows(void *p, int task, int r0, int r1) {
+    const layernorm_job *j = p;
+    size_t d = (size_t)j->c->d_model;
+    (void)task;
+    fy_layernorm(j->x + r0 * d, r1 - r0, (int)d, j->norm->gamma, j->norm->beta, j->c->layernorm_eps, j->y + r0 * d);
+}
+
+/* y = LayerNorm(x), rows shared out between threads (y may equal x). */
+static void layernorm(const fy_config *c, const fy_ln *norm, const float *x, float *y, int rows, fy_pool *pool) {
+    layernorm_job j = {c, norm, x, y};
+    for_rows(pool, rows, 32, layernorm_rows, &j);
+}
+
+/* Input of a sublayer: LayerNorm(x) before it (pre-norm), x itself after (post-norm). */
+static const float *sublayer_input(const fy_config *c, const fy_ln *norm, const float *x, float *h, int rows,
+                                   fy_pool *pool) {
+    if (!c->pre_norm) return x;
+    layernorm(c, norm, x, h, rows, pool);
+    return h;
+}
+
+/* x = x + o, normalized afterwards in post-norm. */
+static void sublayer_output(const fy_config *c, const fy_ln *norm, float *x, const float *o, int rows, fy_pool *pool) {
+    size_t n = (size_t)rows * c->d_model;
+    fy_add(x, o, n);
+    if (!c->pre_norm) layernorm(c, norm, x, x, rows, pool);
+}
+
+static void feed_forward(const fy_config *c, const fy_layer *l, float *x, float *h, float *ff, float *o, int rows,
+                         fy_pool *pool) {
+    const float *in = sublayer_input(c, &l->ffn_norm, x, h, rows, pool);
+    fy_linear_act(in, rows, &l->fc1.w, l->fc1.b, c->activation, ff, pool);
+    fy_linear(ff, rows, &l->fc2.w, l->fc2.b, o, pool);
+    sublayer_output(c, &l->ffn_norm, x, o, rows, pool);
 }
 
 /* ---- encoder ---------------------------------------------------------- */
@@ -402,15 +422,15 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
     embed(m, m->src_embed, m->enc_pos, ids, pos, 0, total, x);
     for (int l = 0; l < c->encoder_layers; l++) {
         const fy_layer *L = &m->enc[l];
-        const float *in = sublayer_input(c, &L->self_norm, x, h, total);
+        const float *in = sublayer_input(c, &L->self_norm, x, h, total, pool);
         fy_linear(in, total, &L->self_attn.qkv.w, L->self_attn.qkv.b, qkv, pool);
         enc_attn_job ej = {c, qkv, attn, offset, len, keys, scores, (int)span};
         for_rows(pool, n, 1, encoder_attention_rows, &ej);
         fy_linear(attn, total, &L->self_attn.o.w, L->self_attn.o.b, o, pool);
-        sublayer_output(c, &L->self_norm, x, o, total);
+        sublayer_output(c, &L->self_norm, x, o, total, pool);
         feed_forward(c, L, x, h, ff, o, total, pool);
     }
-    if (c->encoder_final_norm) fy_layernorm(x, total, (int)d, m->enc_final.gamma, m->enc_final.beta, c->layernorm_eps, x);
+    if (c->encoder_final_norm) layernorm(c, &m->enc_final, x, x, total, pool);
     free(work);
     free(pos);
     free(keys);
@@ -531,27 +551,27 @@ static void logsumexp_rows(void *p, int task, int r0, int r1) {
 void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logits, float *lse) {
     const fy_model *m = dec->m;
     const fy_config *c = &m->cfg;
-    int d = c->d_model, t = dec->step;
+    int t = dec->step;
     for (int r = 0; r < n_rows; r++) dec->hist[(size_t)r * dec->max_steps + t] = r;
     embed(m, m->tgt_embed, m->dec_pos, tokens, NULL, t, n_rows, dec->x);
     for (int l = 0; l < c->decoder_layers; l++) {
         const fy_layer *L = &m->dec[l];
-        const float *in = sublayer_input(c, &L->self_norm, dec->x, dec->h, n_rows);
+        const float *in = sublayer_input(c, &L->self_norm, dec->x, dec->h, n_rows, dec->pool);
         fy_linear(in, n_rows, &L->self_attn.qkv.w, L->self_attn.qkv.b, dec->qkv, dec->pool);
         attn_job aj = {dec, l, row_sent};
         for_rows(dec->pool, n_rows, 8, self_attention_rows, &aj);
         fy_linear(dec->attn, n_rows, &L->self_attn.o.w, L->self_attn.o.b, dec->o, dec->pool);
-        sublayer_output(c, &L->self_norm, dec->x, dec->o, n_rows);
+        sublayer_output(c, &L->self_norm, dec->x, dec->o, n_rows, dec->pool);
 
-        in = sublayer_input(c, &L->cross_norm, dec->x, dec->h, n_rows);
+        in = sublayer_input(c, &L->cross_norm, dec->x, dec->h, n_rows, dec->pool);
         fy_linear(in, n_rows, &L->cross_attn.q.w, L->cross_attn.q.b, dec->q, dec->pool);
         for_rows(dec->pool, n_rows, 8, cross_attention_rows, &aj);
         fy_linear(dec->attn, n_rows, &L->cross_attn.o.w, L->cross_attn.o.b, dec->o, dec->pool);
-        sublayer_output(c, &L->cross_norm, dec->x, dec->o, n_rows);
+        sublayer_output(c, &L->cross_norm, dec->x, dec->o, n_rows, dec->pool);
 
         feed_forward(c, L, dec->x, dec->h, dec->ff, dec->o, n_rows, dec->pool);
     }
-    if (c->decoder_final_norm) fy_layernorm(dec->x, n_rows, d, m->dec_final.gamma, m->dec_final.beta, c->layernorm_eps, dec->x);
+    if (c->decoder_final_norm) layernorm(c, &m->dec_final, dec->x, dec->x, n_rows, dec->pool);
     fy_linear(dec->x, n_rows, &m->out_proj, m->logits_bias, logits, dec->pool);
     lse_job lj = {logits, lse, c->tgt_vocab_size};
     for_rows(dec->pool, n_rows, 4, logsumexp_rows, &lj);

@@ -8,6 +8,17 @@ void fy_linear(const float *x, int rows, const fy_packed *w, const float *b, flo
     if (rows > 0) fy_gemm(x, rows, w, b, y, w->n, pool);
 }
 
+void fy_linear_act(const float *x, int rows, const fy_packed *w, const float *b, enum fy_activation act, float *y,
+                   fy_pool *pool) {
+    if (rows <= 0) return;
+    if (act == FY_ACT_RELU) {
+        fy_gemm_relu(x, rows, w, b, y, w->n, pool);
+        return;
+    }
+    fy_gemm(x, rows, w, b, y, w->n, pool);
+    fy_activate(y, (size_t)rows * (size_t)w->n, act);
+}
+
 /* Sum of (x[i] - shift)^power (power 1 or 2) in eight partial sums combined in a
  * fixed order, as fy_dot: the compiler may vectorize it, the bits stay the same. */
 static float lane_sum(const float *x, int n, float shift, int power) {
@@ -247,10 +258,10 @@ __attribute__((target("avx2,fma"))) static void attend_avx2(const float *q, cons
     memset(out, 0, sizeof(float) * (size_t)d);
     for (int h = 0; h < heads; h++) {
         const float *qh = q + h * dh;
-        int j = 0;
+        int done = 0;
         if (dh8 == dh)
-            for (; j + 4 <= n; j += 4) dot4_avx2(qh, keys + j, h * dh, dh, scale, scores + j);
-        for (; j < n; j++) scores[j] = dot_avx2(qh, keys[j] + h * dh, dh) * scale;
+            for (; done + 4 <= n; done += 4) dot4_avx2(qh, keys + done, h * dh, dh, scale, scores + done);
+        for (int j = done; j < n; j++) scores[j] = dot_avx2(qh, keys[j] + h * dh, dh) * scale;
         float inv = 1.0f / sum_exp_avx2(scores, n, max_avx2(scores, n), scores);
         for (int j = 0; j < n; j++) scores[j] *= inv;
         float *oh = out + h * dh;

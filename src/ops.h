@@ -16,6 +16,10 @@
 /* y[rows, W.n] = x[rows, W.k] W^T (+ b[W.n] if b), deterministic per row (see gemm.h). */
 void fy_linear(const float *x, int rows, const fy_packed *w, const float *b, float *y, fy_pool *pool);
 
+/* fy_linear followed by the activation (ReLU fused into the product). */
+void fy_linear_act(const float *x, int rows, const fy_packed *w, const float *b, enum fy_activation act, float *y,
+                   fy_pool *pool);
+
 /* y = LayerNorm(x) per row of d (y may equal x). */
 void fy_layernorm(const float *x, int rows, int d, const float *gamma, const float *beta, float eps, float *y);
 
