@@ -143,3 +143,16 @@ def test_mismatched_tokenizer_files():
     expect_error(d, "spm.model")
     text_model(d, seed=2, src_vocab_size=100, tgt_vocab_size=100)
     expect_error(d, "do not fit")
+
+
+def test_fused_projections_must_share_a_kind():
+    """q, k and v are multiplied as one matrix: an int8 k beside float q and v is refused, naming both."""
+    from fanyi_ref.modeldir import dequantize_rows
+
+    def float_k(t):
+        name = "decoder.layers.1.self_attn.k.weight"
+        t[name] = dequantize_rows(t[name], t.pop(name + ".scale"))
+    d = os.path.join(tmpdir(), "mixed")
+    random_model(d, seed=9, dtype="int8")
+    edit_tensors(d, float_k)
+    expect_error(d, "decoder.layers.1.self_attn.q.weight", "decoder.layers.1.self_attn.k.weight", "I8")
