@@ -76,37 +76,36 @@ static void bind_matrix(binder *b, const char *name, int out, int in, fy_packed 
     bind_stacked(b, &name, 1, out, in, p, release);
 }
 
+/* The n parts (bytes each) laid end to end: parts[0] itself when n is 1, else a
+ * copy stored in *owned for the caller to free. NULL when out of memory. */
+static const void *concat(const void *const *parts, int n, size_t bytes, void **owned) {
+    *owned = NULL;
+    if (n == 1) return parts[0];
+    char *buf = malloc(bytes * (size_t)n);
+    for (int i = 0; buf && i < n; i++) memcpy(buf + (size_t)i * bytes, parts[i], bytes);
+    return *owned = buf;
+}
+
 /* Converts (f16, unaligned f32), stacks, packs, and drops the unpacked data of
  * one job, so that only a few unpacked copies exist at any time. */
 static void pack_task(void *ctx, int i) {
     pack_job *j = (pack_job *)ctx + i;
     size_t each = (size_t)j->out * (size_t)j->in;
-    int n = j->out * j->parts;
-    int ok;
-    if (j->q[0]) {
-        int8_t *q = j->parts > 1 ? malloc(each * (size_t)j->parts) : (int8_t *)j->q[0];
-        char *scales = j->parts > 1 ? malloc(4 * (size_t)n) : (char *)j->scales[0];
-        for (int p = 0; j->parts > 1 && q && scales && p < j->parts; p++) {
-            memcpy(q + p * each, j->q[p], each);
-            memcpy(scales + 4 * (size_t)p * j->out, j->scales[p], 4 * (size_t)j->out);
-        }
-        ok = q && scales && fy_pack_q8(q, scales, n, j->in, j->dst);
-        if (j->parts > 1) free(q), free(scales);
-    } else {
+    int64_t shape[2] = {j->out, j->in};
+    const void *data[MAX_STACK];
+    for (int p = 0; p < j->parts && !j->rc; p++) {
         const float *f32 = NULL;
-        float *stack = j->parts > 1 ? malloc(each * (size_t)j->parts * sizeof(float)) : NULL;
-        int64_t shape[2] = {j->out, j->in};
-        for (int p = 0; p < j->parts && !j->rc; p++) {
-            j->rc = fy_weights_f32(j->w, j->name[p], 2, shape, &f32, &j->err);
-            if (!j->rc && stack) memcpy(stack + p * each, f32, each * sizeof(float));
-        }
-        if (j->rc) {
-            free(stack);
-            return;
-        }
-        ok = (j->parts == 1 || stack) && fy_pack(stack ? stack : f32, n, j->in, j->dst);
-        free(stack);
+        if (!j->q[0]) j->rc = fy_weights_f32(j->w, j->name[p], 2, shape, &f32, &j->err);
+        data[p] = j->q[0] ? (const void *)j->q[p] : f32;
     }
+    if (j->rc) return;
+    void *owned_w, *owned_s = NULL;
+    const void *w = concat(data, j->parts, j->q[0] ? each : each * sizeof(float), &owned_w);
+    const void *scales = j->q[0] ? concat(j->scales, j->parts, 4 * (size_t)j->out, &owned_s) : NULL;
+    int n = j->out * j->parts;
+    int ok = w && (j->q[0] ? scales && fy_pack_q8(w, scales, n, j->in, j->dst) : fy_pack(w, n, j->in, j->dst));
+    free(owned_w);
+    free(owned_s);
     if (!ok) j->rc = fy_fail(&j->err, FANYI_ERR_MEMORY, "out of memory packing '%s'", j->name[0]);
     for (int p = 0; !j->rc && j->release && p < j->parts; p++) fy_weights_release(j->w, j->name[p]);
 }
@@ -356,11 +355,6 @@ static void feed_forward(const fy_config *c, const fy_layer *l, float *x, float 
 
 /* ---- encoder ---------------------------------------------------------- */
 
-static void row_attention(const fy_config *c, const float *q, const float *const *keys, const float *const *vals,
-                          int n, float *scores, float *out) {
-    fy_attend(q, keys, vals, n, c->d_model, c->n_heads, scores, out);
-}
-
 /* Self-attention of one sentence of L rows of [q | k | v] (3d floats each), one
  * query row at a time: the same deterministic kernel as the decoder, so nothing
  * depends on the number of threads. keys/vals have room for L pointers. */
@@ -371,7 +365,7 @@ static void sentence_attention(const fy_config *c, const float *qkv, int L, cons
         keys[j] = qkv + j * 3 * d + d;
         vals[j] = qkv + j * 3 * d + 2 * d;
     }
-    for (int i = 0; i < L; i++) row_attention(c, qkv + i * 3 * d, keys, vals, L, scores, out + i * d);
+    for (int i = 0; i < L; i++) fy_attend(qkv + i * 3 * d, keys, vals, L, c->d_model, c->n_heads, scores, out + i * d);
 }
 
 /* Sentences [s0, s1) of an encoder layer's attention; scratch slot `task`. */
@@ -471,7 +465,7 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
     dec->attn = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
     dec->o = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
     dec->ff = fy_calloc(R * (size_t)c->d_ff, sizeof(float), err, "decoder buffers");
-    /* Per-thread scratch for row_attention: one slot per pool thread. */
+    /* Per-thread scratch for fy_attend: one slot per pool thread. */
     size_t slots = (size_t)fy_pool_threads(pool);
     dec->span = (int)span;
     dec->scores = fy_calloc(span * slots, sizeof(float), err, "attention scores");
@@ -515,7 +509,7 @@ static void self_attention_rows(void *p, int task, int r0, int r1) {
             keys[s] = dec->self_k + at;
             vals[s] = dec->self_v + at;
         }
-        row_attention(c, qkv, keys, vals, t + 1, dec->scores + task * span, dec->attn + r * d);
+        fy_attend(qkv, keys, vals, t + 1, c->d_model, c->n_heads, dec->scores + task * span, dec->attn + r * d);
     }
 }
 
@@ -532,7 +526,7 @@ static void cross_attention_rows(void *p, int task, int r0, int r1) {
             keys[k] = first + k * 2 * d;
             vals[k] = first + k * 2 * d + d;
         }
-        row_attention(c, dec->q + r * d, keys, vals, n, dec->scores + task * span, dec->attn + r * d);
+        fy_attend(dec->q + r * d, keys, vals, n, c->d_model, c->n_heads, dec->scores + task * span, dec->attn + r * d);
     }
 }
 

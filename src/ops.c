@@ -262,8 +262,7 @@ __attribute__((target("avx2,fma"))) static void attend_avx2(const float *q, cons
         if (dh8 == dh)
             for (; done + 4 <= n; done += 4) dot4_avx2(qh, keys + done, h * dh, dh, scale, scores + done);
         for (int j = done; j < n; j++) scores[j] = dot_avx2(qh, keys[j] + h * dh, dh) * scale;
-        float inv = 1.0f / sum_exp_avx2(scores, n, max_avx2(scores, n), scores);
-        for (int j = 0; j < n; j++) scores[j] *= inv;
+        fy_softmax(scores, n);
         float *oh = out + h * dh;
         for (int j = 0; j < n; j++) {
             const float *v = vals[j] + h * dh;
