@@ -3,6 +3,7 @@
 
     /usr/bin/python3 tools/evaluate_model.py en-de [--tune-length-penalty] [--beam 5]
     /usr/bin/python3 tools/evaluate_model.py zh-en --data work/zh-en-data [--tune-length-penalty]
+    /usr/bin/python3 tools/evaluate_model.py en-de --model DIR --tune-length-penalty --dev-only
 
 en-de uses ../shared/data/multi30k (val for tuning; test_2016_flickr,
 test_2017_flickr, test_2017_mscoco for scores). zh-en uses the split made by
@@ -79,6 +80,8 @@ def main():
     ap.add_argument("--fanyi", default=os.path.join(ROOT, "fanyi"))
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--tune-length-penalty", action="store_true")
+    ap.add_argument("--dev-only", action="store_true",
+                    help="score dev only, leaving the test sets untouched (for choosing between models)")
     args = ap.parse_args()
     model = args.model or os.path.join(ROOT, "models", args.name)
     dev, tests, tok = datasets(args.name, args.data)
@@ -102,7 +105,7 @@ def main():
     dev_hyps, _ = translate(args.fanyi, model, dev[0], args.beam)
     print(f"| {args.name} | dev ({len(dev[0])}, used for selection) | {len(dev[0])} | "
           f"{corpus_bleu(dev_hyps, dev[1], tok):.2f} | {corpus_chrf(dev_hyps, dev[1]):.2f} | {args.beam} | {size:.1f} MB |")
-    for name, src, ref in tests:
+    for name, src, ref in [] if args.dev_only else tests:
         hyps, elapsed = translate(args.fanyi, model, src, args.beam)
         print(f"| {args.name} | {name} | {len(src)} | {corpus_bleu(hyps, ref, tok):.2f} | {corpus_chrf(hyps, ref):.2f} | "
               f"{args.beam} | {size:.1f} MB |", flush=True)
