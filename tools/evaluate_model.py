@@ -85,11 +85,12 @@ def main():
     args = ap.parse_args()
     model = args.model or os.path.join(ROOT, "models", args.name)
     dev, tests, tok = datasets(args.name, args.data)
+    dev_hyps = None
     if args.tune_length_penalty:
-        scores = {}
+        scores, tried = {}, {}
         for lp in (0.6, 0.8, 1.0, 1.2):
-            hyps, _ = translate(args.fanyi, model, dev[0], args.beam, lp)
-            scores[lp] = corpus_bleu(hyps, dev[1], tok)
+            tried[lp], _ = translate(args.fanyi, model, dev[0], args.beam, lp)
+            scores[lp] = corpus_bleu(tried[lp], dev[1], tok)
             print(f"dev: length penalty {lp}: BLEU {scores[lp]:.2f}", file=sys.stderr)
         best = max(scores, key=lambda k: (scores[k], -abs(k - 1.0)))
         cfg_path = os.path.join(model, "config.json")
@@ -99,10 +100,12 @@ def main():
         json.dump(cfg, open(cfg_path, "w"), indent=2)
         open(cfg_path, "a").write("\n")
         print(f"chose length penalty {best} (dev BLEU {scores[best]:.2f}); written to {cfg_path}", file=sys.stderr)
+        dev_hyps = tried[best]  # what the model now decodes by default; no need to decode dev again
     size = sum(os.path.getsize(os.path.join(model, f)) for f in os.listdir(model)) / 1e6
     print(f"| model | test set | sentences | BLEU | chrF | beam | size |")
     print("|---|---|---|---|---|---|---|")
-    dev_hyps, _ = translate(args.fanyi, model, dev[0], args.beam)
+    if dev_hyps is None:
+        dev_hyps, _ = translate(args.fanyi, model, dev[0], args.beam)
     print(f"| {args.name} | dev ({len(dev[0])}, used for selection) | {len(dev[0])} | "
           f"{corpus_bleu(dev_hyps, dev[1], tok):.2f} | {corpus_chrf(dev_hyps, dev[1]):.2f} | {args.beam} | {size:.1f} MB |")
     for name, src, ref in [] if args.dev_only else tests:
