@@ -23,6 +23,8 @@ ifeq ($(SANITIZE),1)
 BUILD = build/asan
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 BIN = $(BUILD)/fanyi
+# build/asan/fanyi finds the bundled models by name, as ./fanyi does.
+TREE_MODELS = -DFANYI_TREE_MODELS='"../../models"'
 else
 BUILD = build/release
 SAN =
@@ -33,7 +35,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # is the benchmark's reference for this machine's sgemm rate.
 PKG_LIBS = $(shell pkg-config --libs libcjson libutf8proc 2>/dev/null)
 BLAS_LIBS = $(shell pkg-config --libs openblas 2>/dev/null)
-ALL_CFLAGS = $(BASE_CFLAGS) $(OPT_CFLAGS) $(SAN) $(PKG_CFLAGS) -DFANYI_DATADIR='"$(DATADIR)"' $(CFLAGS)
+ALL_CFLAGS = $(BASE_CFLAGS) $(OPT_CFLAGS) $(SAN) $(PKG_CFLAGS) -DFANYI_DATADIR='"$(DATADIR)"' $(TREE_MODELS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN) $(LDFLAGS)
 LIBS = $(PKG_LIBS) -lm -lpthread
 

@@ -24,6 +24,12 @@ extern "C" {
 
 #define FANYI_VERSION "0.1.0"
 
+/* The one place option limits are stated; the CLI's help and checks use them. */
+#define FANYI_MAX_THREADS 256
+#define FANYI_MAX_BEAM 1024
+#define FANYI_STR_(x) #x
+#define FANYI_STR(x) FANYI_STR_(x)
+
 enum fanyi_status {
     FANYI_OK = 0,
     FANYI_ERR_USAGE = 1,  /* invalid options or arguments */
@@ -48,7 +54,8 @@ typedef struct fanyi_options {
     int max_length;         /* absolute limit on target tokens; 0 = model default */
     float max_length_ratio; /* limit = ceil(ratio * source tokens); < 0 = model default, 0 = none */
     float length_penalty;   /* score = logprob / length^penalty; < 0 = model default */
-    int threads;            /* worker threads; 0 = one per CPU, at most 8 (output never depends on it) */
+    int threads;            /* worker threads, at most FANYI_MAX_THREADS; 0 = one per CPU, up to 8
+                               (output never depends on it) */
     int split_sentences;    /* text: translate each sentence of a line separately, then rejoin */
 } fanyi_options;
 
@@ -74,6 +81,12 @@ enum fanyi_warning {
 };
 
 void fanyi_options_default(fanyi_options *opts);
+
+/* Checks options against the model's defaults (n-best against the beam the
+ * model would use, finite penalties, ranges) without translating anything,
+ * so that a caller can refuse bad options before reading any input.
+ * The translate calls make the same check. */
+int fanyi_check_options(const fanyi_model *model, const fanyi_options *opts, fanyi_error *err);
 
 fanyi_model *fanyi_load(const char *model_dir, fanyi_error *err);
 void fanyi_free(fanyi_model *model);

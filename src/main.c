@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <utf8proc.h>
 
 #include "fanyi.h"
 #include "common.h"
@@ -25,6 +28,7 @@
 #define FANYI_DATADIR "/usr/local/share/fanyi"
 #endif
 #define DEFAULT_MODEL "en-de"
+#define FANYI_MODEL_DIRS 5 /* places named models are looked up in (model_dirs) */
 
 enum { EXIT_USAGE = 1, EXIT_MODEL = 2, EXIT_INPUT = 3 };
 enum io_kind { IO_TEXT, IO_IDS };
@@ -74,12 +78,13 @@ static void usage(void) {
            "One output line per input line, in order; an empty line gives an empty line.\n\n"
            "  -m, --model DIR|NAME      model directory, or the name of an installed model\n"
            "                            (default: $FANYI_MODEL, else the installed '" DEFAULT_MODEL "')\n"
-           "  -b, --beam N              beam size (1 = greedy; default: the model's)\n"
-           "  -n, --nbest N             print the N best translations (Marian n-best format)\n"
+           "  -b, --beam N              beam size, 1 to " FANYI_STR(FANYI_MAX_BEAM) " (1 = greedy; default: the model's)\n"
+           "  -n, --nbest N             print the N best translations (Marian n-best format; N <= beam)\n"
            "      --max-length N        at most N target tokens\n"
            "      --max-length-ratio R  at most ceil(R * source tokens) target tokens (0 = off)\n"
            "      --length-penalty A    rank by logprob / length^A\n"
-           "  -t, --threads N           worker threads (default: one per CPU, at most 8)\n"
+           "  -t, --threads N           worker threads, 1 to " FANYI_STR(FANYI_MAX_THREADS)
+           " (default: one per CPU, up to 8)\n"
            "      --batch-size N        sentences translated together (default 32)\n"
            "      --input text|ids      read text (default) or space-separated token ids\n"
            "      --output text|ids     write text (default) or token ids\n"
@@ -112,9 +117,9 @@ static float parse_float(const char *s, const char *what) {
     char *end;
     errno = 0;
     float v = strtof(s, &end);
-    if (errno || *end || end == s || !(v >= 0)) {
+    if (errno || *end || end == s || !(v >= 0) || !isfinite(v)) {
         char msg[256];
-        snprintf(msg, sizeof msg, "invalid %s '%s' (expected a non-negative number)", what, s);
+        snprintf(msg, sizeof msg, "invalid %s '%s' (expected a finite non-negative number)", what, s);
         die_usage(msg);
     }
     return v;
@@ -150,9 +155,9 @@ static void parse_args(int argc, char **argv, cli_options *o) {
     while ((c = getopt_long(argc, argv, "m:b:n:t:o:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
-        case 'b': o->opts.beam_size = (int)parse_long(optarg, 1, 1024, "beam size"); break;
-        case 'n': o->opts.nbest = (int)parse_long(optarg, 1, 1024, "n-best size"); break;
-        case 't': o->opts.threads = (int)parse_long(optarg, 1, 1024, "thread count"); break;
+        case 'b': o->opts.beam_size = (int)parse_long(optarg, 1, FANYI_MAX_BEAM, "beam size"); break;
+        case 'n': o->opts.nbest = (int)parse_long(optarg, 1, FANYI_MAX_BEAM, "n-best size"); break;
+        case 't': o->opts.threads = (int)parse_long(optarg, 1, FANYI_MAX_THREADS, "thread count"); break;
         case 'o': o->output_file = optarg; break;
         case OPT_MAXLEN: o->opts.max_length = (int)parse_long(optarg, 1, 1 << 20, "max length"); break;
         case OPT_RATIO: o->opts.max_length_ratio = parse_float(optarg, "max length ratio"); break;
@@ -201,6 +206,9 @@ static int model_dirs(char dirs[][PATH_MAX], int cap) {
         char *slash = strrchr(exe, '/');
         if (slash) *slash = '\0';
         if (n < cap && snprintf(dirs[n], PATH_MAX, "%s/models", exe) < PATH_MAX) n++;
+#ifdef FANYI_TREE_MODELS /* a binary built under build/ (sanitizers) uses the source tree's models */
+        if (n < cap && snprintf(dirs[n], PATH_MAX, "%s/" FANYI_TREE_MODELS, exe) < PATH_MAX) n++;
+#endif
         if (n < cap && snprintf(dirs[n], PATH_MAX, "%s/../share/fanyi/models", exe) < PATH_MAX) n++;
     }
     if (n < cap && snprintf(dirs[n], PATH_MAX, "%s/models", FANYI_DATADIR) < PATH_MAX) n++;
@@ -213,8 +221,8 @@ static const char *resolve_model(const char *name, char *buf, size_t cap) {
     if (!name) name = getenv("FANYI_MODEL");
     if (!name || !*name) name = DEFAULT_MODEL;
     if (strchr(name, '/') || is_dir_with_config(name)) return name;
-    char dirs[4][PATH_MAX];
-    int n = model_dirs(dirs, 4);
+    char dirs[FANYI_MODEL_DIRS][PATH_MAX];
+    int n = model_dirs(dirs, FANYI_MODEL_DIRS);
     for (int i = 0; i < n; i++) {
         int len = snprintf(buf, cap, "%s/%s", dirs[i], name);
         if (len > 0 && (size_t)len < cap && is_dir_with_config(buf)) return buf;
@@ -226,20 +234,26 @@ static const char *resolve_model(const char *name, char *buf, size_t cap) {
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int list_models(void) {
-    char dirs[4][PATH_MAX], path[2 * PATH_MAX];
-    int n = model_dirs(dirs, 4), shown = 0;
+    char dirs[FANYI_MODEL_DIRS][PATH_MAX], path[2 * PATH_MAX];
+    int n = model_dirs(dirs, FANYI_MODEL_DIRS), shown = 0;
     for (int i = 0; i < n; i++) {
         DIR *d = opendir(dirs[i]);
         if (!d) continue;
-        char *names[256];
-        int count = 0;
-        for (struct dirent *e; (e = readdir(d)) && count < 256;) {
+        char **names = NULL;
+        size_t count = 0, cap = 0;
+        for (struct dirent *e; (e = readdir(d));) {
             snprintf(path, sizeof path, "%s/%s", dirs[i], e->d_name);
-            if (e->d_name[0] != '.' && is_dir_with_config(path)) names[count++] = strdup(e->d_name);
+            if (e->d_name[0] == '.' || !is_dir_with_config(path)) continue;
+            char *copy = strdup(e->d_name);
+            if (!copy || !fy_grow(&names, &cap, count + 1, sizeof *names)) {
+                free(copy);
+                break;
+            }
+            names[count++] = copy;
         }
         closedir(d);
         qsort(names, (size_t)count, sizeof *names, by_name);
-        for (int k = 0; k < count; k++) {
+        for (size_t k = 0; k < count; k++) {
             char real[PATH_MAX];
             snprintf(path, sizeof path, "%s/%s", dirs[i], names[k]);
             printf("%-12s %s%s\n", names[k], realpath(path, real) ? real : path,
@@ -247,25 +261,172 @@ static int list_models(void) {
             free(names[k]);
             shown++;
         }
+        free(names);
     }
     if (!shown) fprintf(stderr, "%s: no installed models found\n", prog);
     return 0;
 }
 
+/* ---- where output goes --------------------------------------------------------- */
+
+static int same_file(const struct stat *a, const struct stat *b) {
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* Reading a file while it is truncated or replaced loses it, so a run whose
+ * output is one of its inputs (by device and inode, whatever the names) is
+ * refused before anything is opened for writing. */
+static void refuse_input_as_output(const cli_options *o) {
+    struct stat out_st, in_st;
+    int to_file = o->output_file && strcmp(o->output_file, "-");
+    const char *out_name = to_file ? o->output_file : "standard output";
+    if ((to_file ? stat(o->output_file, &out_st) : fstat(1, &out_st)) != 0 || !S_ISREG(out_st.st_mode)) return;
+    int n_inputs = o->n_files ? o->n_files : 1; /* no files: standard input */
+    for (int i = 0; i < n_inputs; i++) {
+        const char *name = o->n_files ? o->files[i] : "-";
+        int is_stdin = !strcmp(name, "-");
+        if ((is_stdin ? fstat(0, &in_st) : stat(name, &in_st)) != 0 || !S_ISREG(in_st.st_mode)) continue;
+        if (same_file(&in_st, &out_st)) {
+            fprintf(stderr, "%s: input file %s is also the output (%s); refusing to overwrite it\n", prog,
+                    is_stdin ? "on standard input" : name, out_name);
+            exit(EXIT_USAGE);
+        }
+    }
+}
+
+/* An output file is written beside its final name and renamed over it only
+ * once everything succeeded, so a failed or interrupted run leaves what was
+ * there before. FIFOs and devices are written in place. */
+typedef struct {
+    FILE *f;
+    const char *name; /* for messages */
+    char *final_path; /* both NULL when written in place */
+    char *tmp_path;
+} output_file;
+
+/* The temporary file a signal must not leave behind; the CLI's one piece of
+ * process-wide state, because a signal handler can reach nothing else. */
+static char *volatile pending_tmp;
+
+static void remove_tmp_and_die(int sig) {
+    char *tmp = pending_tmp;
+    if (tmp) unlink(tmp);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static int output_fail(const char *what, const char *path) {
+    fprintf(stderr, "%s: %s%s: %s\n", prog, what, path, strerror(errno));
+    return EXIT_MODEL;
+}
+
+static int output_open(output_file *out, const char *path) {
+    memset(out, 0, sizeof *out);
+    if (!path || !strcmp(path, "-")) {
+        out->f = stdout;
+        out->name = "standard output";
+        return 0;
+    }
+    out->name = path;
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    if (exists && !S_ISREG(st.st_mode)) {
+        out->f = fopen(path, "w");
+        return out->f ? 0 : output_fail("", path);
+    }
+    if (exists && access(path, W_OK) != 0) return output_fail("", path);
+    out->final_path = exists ? realpath(path, NULL) : strdup(path); /* a symlink's target is replaced */
+    const char *final = out->final_path;
+    const char *slash = final ? strrchr(final, '/') : NULL;
+    size_t dir_len = slash ? (size_t)(slash - final) + 1 : 0;
+    size_t cap = final ? strlen(final) + 32 : 0;
+    out->tmp_path = final ? malloc(cap) : NULL;
+    if (!out->tmp_path) {
+        free(out->final_path);
+        out->final_path = NULL;
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return EXIT_MODEL;
+    }
+    snprintf(out->tmp_path, cap, "%.*s.%s.fanyi-XXXXXX", (int)dir_len, final, final + dir_len);
+    mode_t mask = umask(0);
+    umask(mask);
+    int fd = mkstemp(out->tmp_path);
+    if (fd < 0) {
+        int saved = errno;
+        free(out->tmp_path), free(out->final_path);
+        out->tmp_path = out->final_path = NULL;
+        errno = saved;
+        return output_fail("cannot create a temporary file beside ", path);
+    }
+    if (exists) {
+        if (fchown(fd, st.st_uid, st.st_gid) != 0) { /* only root can give a file away; keep ours */
+        }
+        fchmod(fd, st.st_mode & 07777);
+    } else
+        fchmod(fd, 0666 & ~mask);
+    pending_tmp = out->tmp_path;
+    signal(SIGINT, remove_tmp_and_die);
+    signal(SIGTERM, remove_tmp_and_die);
+    signal(SIGHUP, remove_tmp_and_die);
+    out->f = fdopen(fd, "w");
+    if (!out->f) {
+        unlink(out->tmp_path);
+        close(fd);
+        return output_fail("", path);
+    }
+    return 0;
+}
+
+/* Closes the output; on success the new file takes the final name, on failure
+ * (rc != 0) it is removed and the old file, if any, stays. Returns the exit code. */
+static int output_close(output_file *out, int rc) {
+    if (out->f == stdout) return rc;
+    if (fclose(out->f) != 0 && !rc) {
+        fprintf(stderr, "%s: %s: write error: %s\n", prog, out->name, strerror(errno));
+        rc = EXIT_MODEL;
+    }
+    if (out->tmp_path) {
+        if (!rc && rename(out->tmp_path, out->final_path) != 0) rc = output_fail("cannot write ", out->name);
+        if (rc) {
+            unlink(out->tmp_path);
+            fprintf(stderr, "%s: %s: nothing written because of the error above\n", prog, out->name);
+        }
+        pending_tmp = NULL;
+        free(out->tmp_path), free(out->final_path);
+    }
+    return rc;
+}
+
 /* ---- output ---------------------------------------------------------------- */
 
+/* JSON output is always valid JSON in valid UTF-8: each byte that does not
+ * start a valid UTF-8 character becomes U+FFFD, as in the translation. */
 static void write_json_string(FILE *out, const char *s, size_t n) {
     fputc('"', out);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t len = c < 0x80 ? 1 : utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+        if (len <= 0) {
+            fputs("\xef\xbf\xbd", out);
+            i++;
+            continue;
+        }
         if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
         else if (c == '\n') fputs("\\n", out);
         else if (c == '\t') fputs("\\t", out);
         else if (c == '\r') fputs("\\r", out);
-        else if (c < 0x20) fprintf(out, "\\u%04x", c);
-        else fputc(c, out);
+        else if (c < 0x20 || c == 0x7f) fprintf(out, "\\u%04x", c);
+        else fwrite(s + i, 1, (size_t)len, out);
+        i += (size_t)len;
     }
     fputc('"', out);
+}
+
+/* JSON has no NaN or infinity: a non-finite score is null. */
+static void write_json_score(FILE *out, double score) {
+    if (isfinite(score)) fprintf(out, "%.6g", score);
+    else fputs("null", out);
 }
 
 static void write_hyp(FILE *out, const cli_options *o, const fanyi_hypothesis *h) {
@@ -295,11 +456,15 @@ static void write_result(FILE *out, const cli_options *o, long index, const char
         fputs(",\"translation\":", out);
         if (best) write_hyp_json(out, o, best);
         else fputs(o->output == IO_IDS ? "[]" : "\"\"", out);
-        fprintf(out, ",\"score\":%.6g,\"nbest\":[", best ? best->score : 0.0);
+        fputs(",\"score\":", out);
+        write_json_score(out, best ? best->score : 0.0);
+        fputs(",\"nbest\":[", out);
         for (int j = 0; j < r->n_hyps; j++) {
             fputs(j ? ",{\"translation\":" : "{\"translation\":", out);
             write_hyp_json(out, o, &r->hyps[j]);
-            fprintf(out, ",\"score\":%.6g}", r->hyps[j].score);
+            fputs(",\"score\":", out);
+            write_json_score(out, r->hyps[j].score);
+            fputc('}', out);
         }
         fputs("]}\n", out);
         return;
@@ -529,6 +694,8 @@ static int spm_tool(int argc, char **argv, int encode) {
     int rc = 0;
     fy_text text = {0};
     fy_ids v = {0};
+    const char **pieces = NULL;
+    size_t *piece_lens = NULL, cap_pieces = 0, cap_lens = 0;
     while (!rc && fy_reader_line(&r, &line, &len) > 0) {
         number++;
         int warnings = 0;
@@ -552,17 +719,22 @@ static int spm_tool(int argc, char **argv, int encode) {
             free(parsed);
             if (!rc && text.n) fwrite(text.s, 1, text.n, stdout);
         } else {
-            /* Pieces separated by single spaces. */
-            const char *pieces[4096];
-            size_t lens[4096], n = 0;
-            for (size_t i = 0; i < len && n < 4096;) {
+            /* Pieces separated by spaces, as many as the line holds. */
+            size_t n = 0;
+            for (size_t i = 0; !rc && i < len;) {
                 while (i < len && line[i] == ' ') i++;
                 size_t j = i;
                 while (j < len && line[j] != ' ') j++;
-                if (j > i) pieces[n] = line + i, lens[n++] = j - i;
+                if (j > i) {
+                    if (!fy_grow(&pieces, &cap_pieces, n + 1, sizeof *pieces) ||
+                        !fy_grow(&piece_lens, &cap_lens, n + 1, sizeof *piece_lens))
+                        rc = fy_fail(&err, FANYI_ERR_MEMORY, "out of memory");
+                    else
+                        pieces[n] = line + i, piece_lens[n++] = j - i;
+                }
                 i = j;
             }
-            rc = fy_tokenizer_decode_pieces(tok, pieces, lens, n, &text, &err);
+            if (!rc) rc = fy_tokenizer_decode_pieces(tok, pieces, piece_lens, n, &text, &err);
             if (!rc && text.n) fwrite(text.s, 1, text.n, stdout);
         }
         if (warnings) fprintf(stderr, "%s: warning: line %ld: invalid UTF-8 replaced by U+FFFD\n", prog, number);
@@ -571,6 +743,7 @@ static int spm_tool(int argc, char **argv, int encode) {
     }
     free(text.s);
     free(v.ids);
+    free(pieces), free(piece_lens);
     fy_reader_close(&r);
     fy_tokenizer_free(tok);
     if (rc) return exit_code_for(rc);
@@ -583,6 +756,7 @@ int main(int argc, char **argv) {
     cli_options o;
     parse_args(argc, argv, &o);
     if (o.list_models) return list_models();
+    refuse_input_as_output(&o);
 
     char model_buf[PATH_MAX];
     const char *model_dir = resolve_model(o.model, model_buf, sizeof model_buf);
@@ -597,17 +771,18 @@ int main(int argc, char **argv) {
         fanyi_free(model);
         return EXIT_USAGE;
     }
-    FILE *out = stdout;
-    const char *out_name = "standard output";
-    if (o.output_file && strcmp(o.output_file, "-")) {
-        out = fopen(o.output_file, "w");
-        out_name = o.output_file;
-        if (!out) {
-            fprintf(stderr, "%s: %s: %s\n", prog, o.output_file, strerror(errno));
-            fanyi_free(model);
-            return EXIT_MODEL;
-        }
+    if (fanyi_check_options(model, &o.opts, &err)) {
+        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, err.message, prog);
+        fanyi_free(model);
+        return EXIT_USAGE;
     }
+    output_file output;
+    if (output_open(&output, o.output_file)) {
+        fanyi_free(model);
+        return EXIT_MODEL;
+    }
+    FILE *out = output.f;
+    const char *out_name = output.name;
     long index = 0;
     int rc = 0;
     progress prog_state = {0};
@@ -635,10 +810,7 @@ int main(int argc, char **argv) {
         close(fd);
     }
     progress_show(&prog_state, 1);
-    if (out != stdout && fclose(out) != 0 && !rc) {
-        fprintf(stderr, "%s: %s: write error: %s\n", prog, out_name, strerror(errno));
-        rc = EXIT_MODEL;
-    }
+    rc = output_close(&output, rc);
     fanyi_free(model);
     return rc;
 }

@@ -1,5 +1,6 @@
 #include "translator.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -25,13 +26,19 @@ int fy_resolve_options(const fy_config *cfg, const fanyi_options *in, fy_search_
     out->max_length = in->max_length > 0 ? in->max_length : cfg->max_length;
     out->max_length_ratio = in->max_length_ratio >= 0 ? in->max_length_ratio : cfg->max_length_ratio;
     out->length_penalty = in->length_penalty >= 0 ? in->length_penalty : cfg->length_penalty;
-    if (in->beam_size < 0 || in->beam_size > 1024)
-        return fy_fail(err, FANYI_ERR_USAGE, "beam size %d is out of range [1, 1024]", in->beam_size);
+    if (in->beam_size < 0 || in->beam_size > FANYI_MAX_BEAM)
+        return fy_fail(err, FANYI_ERR_USAGE, "beam size %d is out of range [1, %d]", in->beam_size, FANYI_MAX_BEAM);
+    if (in->nbest < 0) return fy_fail(err, FANYI_ERR_USAGE, "n-best %d is negative", in->nbest);
     if (out->nbest > out->beam_size)
         return fy_fail(err, FANYI_ERR_USAGE, "n-best %d is larger than the beam size %d", out->nbest, out->beam_size);
     if (in->max_length < 0) return fy_fail(err, FANYI_ERR_USAGE, "max length %d is negative", in->max_length);
-    if (in->threads < 0 || in->threads > 256)
-        return fy_fail(err, FANYI_ERR_USAGE, "thread count %d is out of range [1, 256]", in->threads);
+    if (!isfinite(in->length_penalty))
+        return fy_fail(err, FANYI_ERR_USAGE, "length penalty %g is not a finite number", in->length_penalty);
+    if (!isfinite(in->max_length_ratio))
+        return fy_fail(err, FANYI_ERR_USAGE, "max length ratio %g is not a finite number", in->max_length_ratio);
+    if (in->threads < 0 || in->threads > FANYI_MAX_THREADS)
+        return fy_fail(err, FANYI_ERR_USAGE, "thread count %d is out of range [1, %d]", in->threads,
+                       FANYI_MAX_THREADS);
     out->threads = in->threads > 0 ? in->threads : fy_default_threads();
     return FANYI_OK;
 }
@@ -159,6 +166,11 @@ static int translate_batch(const fanyi_model *fm, const int *const *src, const i
     }
     free(ids), free(offset), free(len), free(n_hyps), free(hyps);
     return rc;
+}
+
+int fanyi_check_options(const fanyi_model *fm, const fanyi_options *opts, fanyi_error *err) {
+    fy_search_opts resolved;
+    return fy_resolve_options(&fm->model.cfg, opts, &resolved, err);
 }
 
 int fanyi_translate_ids(const fanyi_model *fm, const int *const *src, const int *src_len, int n,

@@ -250,18 +250,24 @@ static int check_shape(fy_weights *w, const fy_tensor *t, int rank, const int64_
 
 /* The F32 per-row scales of I8 tensor t, checked. */
 static int find_scales(fy_weights *w, fy_tensor *t, fy_tensor **out, fanyi_error *err) {
-    char scale_name[512];
-    snprintf(scale_name, sizeof scale_name, "%s.scale", t->name);
+    /* Tensor names have no length limit, so neither has the scales' name. */
+    size_t len = strlen(t->name);
+    char *scale_name = malloc(len + sizeof ".scale");
+    if (!scale_name) return fy_fail(err, FANYI_ERR_MEMORY, "%s: out of memory", w->path);
+    memcpy(scale_name, t->name, len);
+    memcpy(scale_name + len, ".scale", sizeof ".scale");
     fy_tensor *s = (fy_tensor *)fy_weights_find(w, scale_name);
-    if (!s) return fy_fail(err, FANYI_ERR_MODEL, "%s: I8 tensor '%s' needs its per-row scales '%s'", w->path, t->name, scale_name);
+    free(scale_name);
+    if (!s) return fy_fail(err, FANYI_ERR_MODEL, "%s: I8 tensor '%s' needs its per-row scales '%s.scale'", w->path, t->name, t->name);
     if (t->rank != 2 || s->dtype != FY_F32 || s->rank != 1 || s->shape[0] != t->shape[0])
-        return fy_fail(err, FANYI_ERR_MODEL, "%s: '%s' must be F32 of shape [%lld] (one scale per row of '%s')", w->path,
-                       scale_name, (long long)(t->rank ? t->shape[0] : 0), t->name);
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: '%s.scale' must be F32 of shape [%lld] (one scale per row of '%s')", w->path,
+                       t->name, (long long)(t->rank ? t->shape[0] : 0), t->name);
     const uint8_t *sb = w->data + s->begin;
     for (int64_t r = 0; r < s->shape[0]; r++) {
         float scale;
         memcpy(&scale, sb + 4 * r, 4);
-        if (!isfinite(scale)) return fy_fail(err, FANYI_ERR_MODEL, "%s: '%s' row %lld: scale is not finite", w->path, scale_name, (long long)r);
+        if (!isfinite(scale))
+            return fy_fail(err, FANYI_ERR_MODEL, "%s: '%s.scale' row %lld: scale is not finite", w->path, t->name, (long long)r);
     }
     s->used = 1;
     *out = s;
@@ -313,6 +319,48 @@ int fy_weights_check(fy_weights *w, const char *name, int rank, const int64_t *s
     return FANYI_OK;
 }
 
+/* Lets the kernel reclaim the mapped pages of t (they are read again from the
+ * page cache if touched). Whole pages inside the tensor's bytes only:
+ * neighbours may still be in use. */
+static void drop_pages(const fy_weights *w, const fy_tensor *t) {
+    if (!w->mapped) return;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t begin = (uintptr_t)(w->data + t->begin), end = (uintptr_t)(w->data + t->end);
+    uintptr_t first = (begin + (uintptr_t)page - 1) & ~((uintptr_t)page - 1), last = end & ~((uintptr_t)page - 1);
+    if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
+}
+
+/* Index of the first NaN or infinity in x, or n. Blocks are scanned with
+ * bit tests the compiler vectorizes, so the check costs one pass at load. */
+static size_t first_non_finite(const float *x, size_t n) {
+    const size_t block = 1024;
+    for (size_t b = 0; b < n; b += block) {
+        size_t end = b + block < n ? b + block : n;
+        uint32_t all_ones = 0;
+        for (size_t i = b; i < end; i++) {
+            uint32_t bits;
+            memcpy(&bits, &x[i], 4);
+            all_ones |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+        }
+        if (all_ones)
+            for (size_t i = b; i < end; i++)
+                if (!isfinite(x[i])) return i;
+    }
+    return n;
+}
+
+/* Weights that are NaN or infinite translate into garbage: refuse them, naming the element. */
+static int check_finite(const fy_weights *w, const fy_tensor *t, const float *x, size_t n, fanyi_error *err) {
+    size_t bad = first_non_finite(x, n);
+    if (bad == n) return FANYI_OK;
+    size_t cols = t->rank >= 2 ? (size_t)t->shape[t->rank - 1] : n;
+    if (t->rank >= 2)
+        return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s' holds a non-finite value (%g) at row %zu, column %zu",
+                       w->path, t->name, (double)x[bad], bad / cols, bad % cols);
+    return fy_fail(err, FANYI_ERR_MODEL, "%s: tensor '%s' holds a non-finite value (%g) at index %zu", w->path,
+                   t->name, (double)x[bad], bad);
+}
+
 int fy_weights_f32(fy_weights *w, const char *name, int rank, const int64_t *shape, const float **data,
                    fanyi_error *err) {
     fy_tensor *t = (fy_tensor *)fy_weights_find(w, name);
@@ -323,6 +371,8 @@ int fy_weights_f32(fy_weights *w, const char *name, int rank, const int64_t *sha
     size_t n = (t->end - t->begin) / dtype_size(t->dtype);
     const uint8_t *src = w->data + t->begin;
     if (t->dtype == FY_F32 && ((uintptr_t)src % sizeof(float)) == 0) {
+        if ((rc = check_finite(w, t, (const float *)src, n, err))) return rc;
+        drop_pages(w, t); /* the scan must not leave a sparsely read table (an embedding) resident */
         *data = (const float *)src;
         return FANYI_OK;
     }
@@ -340,6 +390,7 @@ int fy_weights_f32(fy_weights *w, const char *name, int rank, const int64_t *sha
         halves_to_floats(src, n, buf);
     else if ((rc = dequantize(w, t, buf, err)))
         return rc;
+    if ((rc = check_finite(w, t, buf, n, err))) return rc;
     *data = buf;
     return FANYI_OK;
 }
@@ -352,12 +403,7 @@ void fy_weights_release(fy_weights *w, const char *name) {
         t->converted = NULL;
         return;
     }
-    if (!w->mapped) return;
-    /* Whole pages inside the tensor's bytes only: neighbours may still be in use. */
-    long page = sysconf(_SC_PAGESIZE);
-    uintptr_t begin = (uintptr_t)(w->data + t->begin), end = (uintptr_t)(w->data + t->end);
-    uintptr_t first = (begin + (uintptr_t)page - 1) & ~((uintptr_t)page - 1), last = end & ~((uintptr_t)page - 1);
-    if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
+    drop_pages(w, t);
 }
 
 const char *fy_weights_unused(const fy_weights *w) {
