@@ -100,6 +100,8 @@ install: $(BIN)
 	cp $(BIN) $(DESTDIR)$(PREFIX)/bin/fanyi
 	cp man/fanyi.1 $(DESTDIR)$(PREFIX)/share/man/man1/fanyi.1
 	cp man/fanyi-model.5 $(DESTDIR)$(PREFIX)/share/man/man5/fanyi-model.5
+	mkdir -p $(DESTDIR)$(DATADIR)/tools
+	cp tools/fanyi_get.py tools/convert_marian.py tools/checkpoint_io.py $(DESTDIR)$(DATADIR)/tools/
 	for m in models/*/; do \
 	  [ -f $$m/config.json ] || continue; n=$$(basename $$m); \
 	  mkdir -p $(DESTDIR)$(DATADIR)/models/$$n && cp $$m/* $(DESTDIR)$(DATADIR)/models/$$n/; \

@@ -194,6 +194,8 @@ int fy_config_parse(fy_config *cfg, const char *json, size_t len, const char *pa
     if (!rc) rc = read_int(&r, "max_length", 0, 256, 1, 1 << 20, &cfg->max_length);
     if (!rc) rc = read_float(&r, "max_length_ratio", 0.0f, 0.0f, 1000.0f, &cfg->max_length_ratio);
     if (!rc) rc = read_float(&r, "length_penalty", 1.0f, 0.0f, 100.0f, &cfg->length_penalty);
+    if (!rc) rc = read_bool(&r, "forced_eos", 0, &cfg->forced_eos);
+    if (!rc) rc = read_bool(&r, "early_stopping", 0, &cfg->early_stopping);
     cfg->activation = (enum fy_activation)act;
     cfg->positions = (enum fy_positions)pos;
     if (!rc) rc = check_consistency(&r, cfg);

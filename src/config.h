@@ -34,8 +34,10 @@ typedef struct fy_config {
     int source_eos;
     /* Relative to the model dir; "" if none. target_vocab, when set, maps target pieces (else vocab does). */
     char *source_spm, *target_spm, *vocab, *target_vocab, *weights;
-    int beam_size, max_length;
+    int beam_size, max_length; /* max_length: target tokens, EOS excluded */
     float max_length_ratio, length_penalty;
+    int forced_eos;     /* EOS is the only choice after max_length tokens (Hugging Face's forced_eos_token_id) */
+    int early_stopping; /* beam search stops a sentence once it has beam_size finished hypotheses */
 } fy_config;
 
 /* Parses JSON text; `path` is used in messages only. */

@@ -57,6 +57,8 @@ typedef struct fanyi_options {
     int threads;            /* worker threads, at most FANYI_MAX_THREADS; 0 = one per CPU, up to 8
                                (output never depends on it) */
     int split_sentences;    /* text: translate each sentence of a line separately, then rejoin */
+    const char *target_lang; /* text: the target language of a multi-target model, "fra" or ">>fra<<";
+                                its code goes before every sentence. NULL: none */
 } fanyi_options;
 
 typedef struct fanyi_hypothesis {
@@ -95,6 +97,11 @@ void fanyi_free(fanyi_model *model);
 int fanyi_src_vocab_size(const fanyi_model *model);
 int fanyi_tgt_vocab_size(const fanyi_model *model);
 int fanyi_has_tokenizer(const fanyi_model *model);
+
+/* The target-language codes (">>fra<<", ...) of a multi-target model, in id
+ * order: up to cap of them into langs (strings owned by the model); returns
+ * how many the model has (0 for a single-target model). */
+int fanyi_target_langs(const fanyi_model *model, const char **langs, int cap);
 
 /* Translates n sentences given as token ids (no EOS; it is appended as the
  * model requires). On success *results points to n results. */

@@ -28,7 +28,7 @@
 #define FANYI_DATADIR "/usr/local/share/fanyi"
 #endif
 #define DEFAULT_MODEL "en-de"
-#define FANYI_MODEL_DIRS 5 /* places named models are looked up in (model_dirs) */
+#define FANYI_MODEL_DIRS 6 /* places named models are looked up in (model_dirs) */
 
 enum { EXIT_USAGE = 1, EXIT_MODEL = 2, EXIT_INPUT = 3 };
 enum io_kind { IO_TEXT, IO_IDS };
@@ -72,6 +72,7 @@ static int exit_code_for(int status) {
 
 static void usage(void) {
     printf("Usage: %s [OPTIONS] [FILE...]\n"
+           "       %s get [--revision REV] [--dtype f32|f16|int8] [--name NAME] MODEL\n"
            "       %s spm-encode --model FILE [--output_format=id|piece]\n"
            "       %s spm-decode --model FILE [--input_format=id|piece]\n"
            "Translate lines of text (from FILEs, or standard input; '-' is standard input).\n"
@@ -83,6 +84,8 @@ static void usage(void) {
            "      --max-length N        at most N target tokens\n"
            "      --max-length-ratio R  at most ceil(R * source tokens) target tokens (0 = off)\n"
            "      --length-penalty A    rank by logprob / length^A\n"
+           "      --target-lang L       target language of a multi-target model (fra or >>fra<<;\n"
+           "                            --list-models shows a model's languages)\n"
            "  -t, --threads N           worker threads, 1 to " FANYI_STR(FANYI_MAX_THREADS)
            " (default: one per CPU, up to 8)\n"
            "      --batch-size N        sentences translated together (default 32)\n"
@@ -97,8 +100,10 @@ static void usage(void) {
            "  -o, --output-file FILE    write to FILE instead of standard output\n"
            "  -h, --help                show this help\n"
            "  -V, --version             show the version\n\n"
+           "'%s get' downloads an Opus-MT model from the Hugging Face hub and installs it\n"
+           "(e.g. %s get Helsinki-NLP/opus-mt-en-de; then %s -m opus-mt-en-de).\n\n"
            "Exit status: 0 success, 1 usage error, 2 model or file error, 3 input error.\n",
-           prog, prog, prog);
+           prog, prog, prog, prog, prog, prog, prog);
 }
 
 static long parse_long(const char *s, long lo, long hi, const char *what) {
@@ -136,7 +141,7 @@ static enum io_kind parse_io(const char *s, const char *what) {
 
 static void parse_args(int argc, char **argv, cli_options *o) {
     enum { OPT_MAXLEN = 256, OPT_RATIO, OPT_LP, OPT_BATCH, OPT_INPUT, OPT_OUTPUT, OPT_FORMAT, OPT_SCORES,
-           OPT_SPLIT, OPT_PROGRESS, OPT_LIST };
+           OPT_SPLIT, OPT_PROGRESS, OPT_LIST, OPT_LANG };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},       {"beam", required_argument, 0, 'b'},
         {"nbest", required_argument, 0, 'n'},       {"max-length", required_argument, 0, OPT_MAXLEN},
@@ -145,7 +150,7 @@ static void parse_args(int argc, char **argv, cli_options *o) {
         {"input", required_argument, 0, OPT_INPUT}, {"output", required_argument, 0, OPT_OUTPUT},
         {"format", required_argument, 0, OPT_FORMAT}, {"scores", no_argument, 0, OPT_SCORES},
         {"split-sentences", no_argument, 0, OPT_SPLIT}, {"progress", no_argument, 0, OPT_PROGRESS},
-        {"list-models", no_argument, 0, OPT_LIST},
+        {"list-models", no_argument, 0, OPT_LIST}, {"target-lang", required_argument, 0, OPT_LANG},
         {"output-file", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},           {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
@@ -175,6 +180,7 @@ static void parse_args(int argc, char **argv, cli_options *o) {
         case OPT_SPLIT: o->opts.split_sentences = 1; break;
         case OPT_PROGRESS: o->progress = 1; break;
         case OPT_LIST: o->list_models = 1; break;
+        case OPT_LANG: o->opts.target_lang = optarg; break;
         case 'h': usage(); exit(0);
         case 'V': printf("fanyi %s\n", FANYI_VERSION); exit(0);
         default: fprintf(stderr, "Try '%s --help'.\n", prog); exit(EXIT_USAGE);
@@ -182,6 +188,8 @@ static void parse_args(int argc, char **argv, cli_options *o) {
     }
     if (o->opts.nbest > 0 && o->opts.beam_size > 0 && o->opts.nbest > o->opts.beam_size)
         die_usage("--nbest must not exceed --beam");
+    if (o->opts.target_lang && o->input == IO_IDS)
+        die_usage("--target-lang applies to text; with --input ids, write the language code's id first");
     o->files = argv + optind;
     o->n_files = argc - optind;
 }
@@ -195,8 +203,10 @@ static int is_dir_with_config(const char *dir) {
 }
 
 /* Where named models live, in order: next to the binary (models/, a build
- * tree), the installation the binary belongs to (../share/fanyi/models, so
- * an installed tree can be moved), then the configured data directory. */
+ * tree), the user's ($XDG_DATA_HOME/fanyi/models, else
+ * ~/.local/share/fanyi/models), the installation the binary belongs to
+ * (../share/fanyi/models, so an installed tree can be moved), then the
+ * configured data directory. */
 static int model_dirs(char dirs[][PATH_MAX], int cap) {
     int n = 0;
     char exe[PATH_MAX];
@@ -209,8 +219,13 @@ static int model_dirs(char dirs[][PATH_MAX], int cap) {
 #ifdef FANYI_TREE_MODELS /* a binary built under build/ (sanitizers) uses the source tree's models */
         if (n < cap && snprintf(dirs[n], PATH_MAX, "%s/" FANYI_TREE_MODELS, exe) < PATH_MAX) n++;
 #endif
-        if (n < cap && snprintf(dirs[n], PATH_MAX, "%s/../share/fanyi/models", exe) < PATH_MAX) n++;
     }
+    /* The user's models ('fanyi get' installs there), as the XDG base directory spec places data. */
+    const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    if (n < cap && xdg && xdg[0] == '/' && snprintf(dirs[n], PATH_MAX, "%s/fanyi/models", xdg) < PATH_MAX) n++;
+    else if (n < cap && home && home[0] && snprintf(dirs[n], PATH_MAX, "%s/.local/share/fanyi/models", home) < PATH_MAX)
+        n++;
+    if (len > 0 && n < cap && snprintf(dirs[n], PATH_MAX, "%s/../share/fanyi/models", exe) < PATH_MAX) n++;
     if (n < cap && snprintf(dirs[n], PATH_MAX, "%s/models", FANYI_DATADIR) < PATH_MAX) n++;
     return n;
 }
@@ -229,6 +244,26 @@ static const char *resolve_model(const char *name, char *buf, size_t cap) {
     }
     snprintf(buf, cap, "%s/%s", n ? dirs[n - 1] : ".", name);
     return buf;
+}
+
+/* A multi-target model's language codes, on one indented line. */
+static void print_target_langs(const char *model_dir) {
+    fanyi_error err = {0};
+    fanyi_model *model = fanyi_load(model_dir, &err);
+    if (!model) {
+        printf("             (cannot load: %s)\n", err.message);
+        return;
+    }
+    int n = fanyi_target_langs(model, NULL, 0);
+    const char **langs = n ? malloc(sizeof *langs * (size_t)n) : NULL;
+    if (langs) {
+        fanyi_target_langs(model, langs, n);
+        printf("             target languages (--target-lang):");
+        for (int i = 0; i < n; i++) printf(" %s", langs[i]);
+        putchar('\n');
+    }
+    free(langs);
+    fanyi_free(model);
 }
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -258,6 +293,7 @@ static int list_models(void) {
             snprintf(path, sizeof path, "%s/%s", dirs[i], names[k]);
             printf("%-12s %s%s\n", names[k], realpath(path, real) ? real : path,
                    strcmp(names[k], DEFAULT_MODEL) ? "" : "  (default)");
+            print_target_langs(path);
             free(names[k]);
             shown++;
         }
@@ -750,7 +786,50 @@ static int spm_tool(int argc, char **argv, int encode) {
     return check_output(stdout, "standard output");
 }
 
+/* ---- fanyi get ----------------------------------------------------------------- */
+
+/* 'fanyi get' is tools/fanyi_get.py (downloading and converting is Python's
+ * work), found beside the binary in a build tree or under the installed
+ * share/fanyi/tools, and run by Debian's python3. */
+static int get_tool(char **argv) {
+    char exe[PATH_MAX], script[PATH_MAX + 64];
+    const char *places[] = {"%s/tools/fanyi_get.py", "%s/../../tools/fanyi_get.py", "%s/../share/fanyi/tools/fanyi_get.py"};
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    int found = 0;
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        for (size_t i = 0; !found && i < sizeof places / sizeof *places; i++) {
+            snprintf(script, sizeof script, places[i], exe);
+            found = access(script, R_OK) == 0;
+        }
+    }
+    if (!found) {
+        snprintf(script, sizeof script, "%s/tools/fanyi_get.py", FANYI_DATADIR);
+        found = access(script, R_OK) == 0;
+    }
+    if (!found) {
+        fprintf(stderr, "%s get: tools/fanyi_get.py is not installed beside this binary or in %s\n", prog, FANYI_DATADIR);
+        return EXIT_MODEL;
+    }
+    const char *python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+    int n = 0;
+    while (argv[n]) n++;
+    char **args = calloc((size_t)n + 2, sizeof *args);
+    if (!args) return EXIT_MODEL;
+    args[0] = (char *)python;
+    args[1] = script;
+    for (int i = 1; i < n; i++) args[i + 1] = argv[i];
+    execvp(python, args);
+    fprintf(stderr, "%s get: cannot run %s: %s (it needs Python 3 and numpy: apt-get install python3 python3-numpy)\n",
+            prog, python, strerror(errno));
+    free(args);
+    return EXIT_MODEL;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "get")) return get_tool(argv + 1);
     if (argc > 1 && !strcmp(argv[1], "spm-encode")) return spm_tool(argc - 1, argv + 1, 1);
     if (argc > 1 && !strcmp(argv[1], "spm-decode")) return spm_tool(argc - 1, argv + 1, 0);
     cli_options o;

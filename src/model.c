@@ -531,15 +531,21 @@ static void cross_attention_rows(void *p, int task, int r0, int r1) {
 }
 
 typedef struct {
-    const float *x;
+    float *x;
     float *lse;
-    int n;
+    int n, pad;
 } lse_job;
 
+/* Pad is never produced, so it is left out of the normalization, as Hugging
+ * Face's Marian does before its log-softmax. */
 static void logsumexp_rows(void *p, int task, int r0, int r1) {
     const lse_job *j = p;
     (void)task;
-    for (int r = r0; r < r1; r++) j->lse[r] = fy_logsumexp(j->x + (size_t)r * j->n, j->n);
+    for (int r = r0; r < r1; r++) {
+        float *row = j->x + (size_t)r * j->n;
+        row[j->pad] = -INFINITY;
+        j->lse[r] = fy_logsumexp(row, j->n);
+    }
 }
 
 void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logits, float *lse) {
@@ -567,7 +573,7 @@ void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, in
     }
     if (c->decoder_final_norm) layernorm(c, &m->dec_final, dec->x, dec->x, n_rows, dec->pool);
     fy_linear(dec->x, n_rows, &m->out_proj, m->logits_bias, logits, dec->pool);
-    lse_job lj = {logits, lse, c->tgt_vocab_size};
+    lse_job lj = {logits, lse, c->tgt_vocab_size, c->pad_id};
     for_rows(dec->pool, n_rows, 4, logsumexp_rows, &lj);
     dec->n_rows = n_rows;
     dec->step = t + 1;

@@ -12,7 +12,8 @@
  * The decoder is incremental. fy_decoder_start() computes the cross-attention
  * keys/values of every sentence once and sizes all buffers for the batch;
  * fy_decoder_step() then runs one position for all live rows (hypotheses)
- * without allocating. Self-attention keys/values are stored per step and
+ * without allocating; it returns each row's logits, with pad's set to -inf
+ * (pad is never produced), and their log-sum-exp. Self-attention keys/values are stored per step and
  * row; each row keeps the row index of its ancestor at every step, so
  * fy_decoder_reorder() (beam search keeping some rows, dropping others,
  * duplicating some) copies indices, not key/value vectors.

@@ -14,32 +14,35 @@ typedef struct {
 typedef struct {
     double score;
     float logprob;
-    int order;  /* finishing order, breaks ties */
+    int order;  /* insertion order, breaks ties as Hugging Face's list does */
     int length; /* tokens kept (EOS excluded) */
     int *tokens;
 } finished_hyp;
 
 /* Everything the step loop touches, allocated once per batch. */
 typedef struct {
-    int n_sent, beam, max_rows, max_steps, vocab;
+    int n_sent, beam, max_rows, max_steps, vocab, eos, forced_eos, early_stopping;
     float *logits, *lse;         /* [max_rows][vocab], [max_rows]: log p = logits - lse */
     int *row_sent, *row_tok;     /* current rows */
     float *row_lp;
     int *next_sent, *next_tok, *next_parent;
     float *next_lp;
     int *gen_tok, *gen_parent;   /* [max_steps][max_rows] backpointers */
-    int *beam_left, *limit, *n_finished;
+    int *steps, *n_finished, *n_inserted;
     finished_hyp *finished;      /* [n_sent][beam] */
     int *finished_tokens;        /* [n_sent][beam][max_steps] */
-    candidate *cand;             /* [n_sent][beam]: each sentence's best extensions this step */
+    candidate *cand;             /* [n_sent][2 * beam]: each sentence's best extensions this step */
     int *n_cand;                 /* [n_sent] */
     int *group_first, *group_end; /* rows of each sentence this step, in row order */
     unsigned char *forbidden;    /* [vocab] */
 } search_state;
 
-/* Length limit of a sentence with src_len source tokens (EOS included). */
+/* Target tokens a sentence with src_len source tokens (EOS included) may
+ * have, EOS excluded. With a forced EOS the decoder also needs the position
+ * after the last token. */
 static int length_limit(const fy_config *cfg, const fy_search_opts *o, int src_len) {
-    int limit = o->max_length < cfg->max_positions ? o->max_length : cfg->max_positions;
+    int positions = cfg->max_positions - (cfg->forced_eos ? 1 : 0);
+    int limit = o->max_length < positions ? o->max_length : positions;
     if (o->max_length_ratio > 0) {
         double by_ratio = ceil((double)o->max_length_ratio * src_len);
         if (by_ratio < 1) by_ratio = 1;
@@ -51,7 +54,7 @@ static int length_limit(const fy_config *cfg, const fy_search_opts *o, int src_l
 static void state_free(search_state *s) {
     free(s->logits), free(s->lse), free(s->row_sent), free(s->row_tok), free(s->row_lp);
     free(s->next_sent), free(s->next_tok), free(s->next_parent), free(s->next_lp);
-    free(s->gen_tok), free(s->gen_parent), free(s->beam_left), free(s->limit), free(s->n_finished);
+    free(s->gen_tok), free(s->gen_parent), free(s->steps), free(s->n_finished), free(s->n_inserted);
     free(s->finished), free(s->finished_tokens), free(s->cand), free(s->forbidden);
     free(s->n_cand), free(s->group_first), free(s->group_end);
 }
@@ -64,12 +67,15 @@ static int state_init(search_state *s, const fy_model *m, const int *len, int n,
     s->beam = o->beam_size;
     s->max_rows = n * o->beam_size;
     s->vocab = c->tgt_vocab_size;
+    s->eos = c->eos_id;
+    s->forced_eos = c->forced_eos;
+    s->early_stopping = c->early_stopping;
     size_t R = (size_t)s->max_rows, V = (size_t)s->vocab;
-    s->limit = fy_calloc((size_t)n, sizeof(int), err, "search limits");
-    if (!s->limit) return FANYI_ERR_MEMORY;
+    s->steps = fy_calloc((size_t)n, sizeof(int), err, "search limits");
+    if (!s->steps) return FANYI_ERR_MEMORY;
     for (int i = 0; i < n; i++) {
-        s->limit[i] = length_limit(c, o, len[i]);
-        if (s->limit[i] > s->max_steps) s->max_steps = s->limit[i];
+        s->steps[i] = length_limit(c, o, len[i]) + (c->forced_eos ? 1 : 0);
+        if (s->steps[i] > s->max_steps) s->max_steps = s->steps[i];
     }
     size_t S = (size_t)s->max_steps;
     s->logits = fy_calloc(R * V, sizeof(float), err, "logits");
@@ -83,24 +89,23 @@ static int state_init(search_state *s, const fy_model *m, const int *len, int n,
     s->next_lp = fy_calloc(R, sizeof(float), err, "search rows");
     s->gen_tok = fy_calloc(R * S, sizeof(int), err, "search history");
     s->gen_parent = fy_calloc(R * S, sizeof(int), err, "search history");
-    s->beam_left = fy_calloc((size_t)n, sizeof(int), err, "beams");
     s->n_finished = fy_calloc((size_t)n, sizeof(int), err, "beams");
+    s->n_inserted = fy_calloc((size_t)n, sizeof(int), err, "beams");
     s->finished = fy_calloc(R, sizeof(finished_hyp), err, "finished hypotheses");
     s->finished_tokens = fy_calloc(R * S, sizeof(int), err, "finished hypotheses");
-    s->cand = fy_calloc(R, sizeof(candidate), err, "candidates");
+    s->cand = fy_calloc(2 * R, sizeof(candidate), err, "candidates");
     s->n_cand = fy_calloc((size_t)n, sizeof(int), err, "candidates");
     s->group_first = fy_calloc((size_t)n, sizeof(int), err, "search rows");
     s->group_end = fy_calloc((size_t)n, sizeof(int), err, "search rows");
     s->forbidden = fy_calloc(V, 1, err, "forbidden ids");
     if (!s->logits || !s->lse || !s->row_sent || !s->row_tok || !s->row_lp || !s->next_sent || !s->next_tok ||
-        !s->next_parent || !s->next_lp || !s->gen_tok || !s->gen_parent || !s->beam_left || !s->n_finished ||
+        !s->next_parent || !s->next_lp || !s->gen_tok || !s->gen_parent || !s->n_inserted || !s->n_finished ||
         !s->finished || !s->finished_tokens || !s->cand || !s->forbidden || !s->n_cand || !s->group_first ||
         !s->group_end)
         return FANYI_ERR_MEMORY;
     s->forbidden[c->pad_id] = 1;
     for (int i = 0; i < c->n_forbidden; i++) s->forbidden[c->forbidden_ids[i]] = 1;
     for (int i = 0; i < n; i++) {
-        s->beam_left[i] = o->beam_size;
         s->row_sent[i] = i;
         s->row_tok[i] = c->decoder_start_id;
     }
@@ -127,19 +132,46 @@ static void backtrack(const search_state *s, int row, int steps, int *out) {
     }
 }
 
-static void finish(search_state *s, const fy_search_opts *o, int sent, int parent, int steps, int token, int keep_token,
-                   float total) {
-    int slot = s->n_finished[sent]++;
-    finished_hyp *f = &s->finished[(size_t)sent * s->beam + slot];
+/* A finished hypothesis of `steps + 1` generated tokens (the last one EOS
+ * unless keep_token) enters the sentence's list of at most `beam` as in
+ * Hugging Face's BeamHypotheses.add: while the list is short, always;
+ * then only if it beats the worst, which it replaces (the earliest entered
+ * among equal worst scores). */
+static void consider(search_state *s, const fy_search_opts *o, int sent, int parent, int steps, int token,
+                     int keep_token, float total) {
+    double len = steps + 1;
+    double score = o->length_penalty != 0 ? total / pow(len, o->length_penalty) : total;
+    finished_hyp *list = &s->finished[(size_t)sent * s->beam];
+    int slot = s->n_finished[sent];
+    if (slot == s->beam) {
+        slot = 0;
+        for (int i = 1; i < s->beam; i++)
+            if (list[i].score < list[slot].score || (list[i].score == list[slot].score && list[i].order < list[slot].order))
+                slot = i;
+        if (!(score > list[slot].score)) return;
+    } else
+        s->n_finished[sent]++;
+    finished_hyp *f = &list[slot];
     f->tokens = s->finished_tokens + ((size_t)sent * s->beam + slot) * s->max_steps;
     backtrack(s, parent, steps, f->tokens);
     f->length = steps;
     if (keep_token) f->tokens[f->length++] = token;
     f->logprob = total;
-    f->order = slot;
-    double len = steps + 1;
-    f->score = o->length_penalty != 0 ? total / pow(len, o->length_penalty) : total;
-    s->beam_left[sent]--;
+    f->order = s->n_inserted[sent]++;
+    f->score = score;
+}
+
+/* Hugging Face's stopping rule (early_stopping false): a sentence is done
+ * once it has `beam` finished hypotheses and the worst of them is at least
+ * the best candidate's log-probability normalized at the current length. */
+static int sentence_done(const search_state *s, const fy_search_opts *o, int sent, float best_total, int length) {
+    if (s->n_finished[sent] < s->beam) return 0;
+    if (s->early_stopping) return 1;
+    const finished_hyp *list = &s->finished[(size_t)sent * s->beam];
+    double worst = list[0].score;
+    for (int i = 1; i < s->beam; i++) worst = list[i].score < worst ? list[i].score : worst;
+    double best = o->length_penalty != 0 ? best_total / pow((double)length, o->length_penalty) : best_total;
+    return worst >= best;
 }
 
 /* Offers every allowed token of one row; candidates arrive in increasing token order. */
@@ -158,46 +190,63 @@ static void offer_row(const search_state *s, const float *logits, float lse, flo
  * groups g0..g1 can run on different threads. */
 typedef struct {
     search_state *s;
-    int n_groups, per_task;
+    int n_groups, per_task, t;
 } offer_job;
 
+/* Each sentence keeps its 2 * beam best extensions, as Hugging Face's top-k
+ * does, so that finished ones can be set aside and `beam` stay alive. At
+ * the length limit of a model with a forced EOS, EOS is the only extension
+ * and costs nothing. */
 static void offer_groups(void *p, int task) {
     const offer_job *j = p;
     search_state *s = j->s;
     int g1 = (task + 1) * j->per_task < j->n_groups ? (task + 1) * j->per_task : j->n_groups;
     for (int g = task * j->per_task; g < g1; g++) {
-        int sent = s->row_sent[s->group_first[g]], k = s->beam_left[sent];
-        candidate *cand = s->cand + (size_t)sent * s->beam;
+        int sent = s->row_sent[s->group_first[g]], k = 2 * s->beam;
+        candidate *cand = s->cand + (size_t)sent * k;
+        int forced = s->forced_eos && j->t + 1 == s->steps[sent];
         s->n_cand[sent] = 0;
-        for (int r = s->group_first[g]; r < s->group_end[g]; r++)
-            offer_row(s, s->logits + (size_t)r * s->vocab, s->lse[r], s->row_lp[r], r, k, cand, &s->n_cand[sent]);
-    }
-}
-
-/* Chooses the extensions of rows [first, end) of sentence `sent` at step t; returns rows written to next_*. */
-/* Applies the extensions chosen for sentence `sent` at step t, in order; returns rows written to next_*. */
-static int select_sentence(search_state *s, const fy_config *c, const fy_search_opts *o, int sent, int t, int n_next) {
-    for (int i = 0; i < s->n_cand[sent]; i++) {
-        const candidate *cd = &s->cand[(size_t)sent * s->beam + i];
-        if (cd->token == c->eos_id) finish(s, o, sent, cd->row, t, cd->token, 0, cd->total);
-        else if (t + 1 >= s->limit[sent]) finish(s, o, sent, cd->row, t, cd->token, 1, cd->total);
-        else {
-            s->next_sent[n_next] = sent;
-            s->next_tok[n_next] = cd->token;
-            s->next_parent[n_next] = cd->row;
-            s->next_lp[n_next] = cd->total;
-            s->gen_tok[(size_t)t * s->max_rows + n_next] = cd->token;
-            s->gen_parent[(size_t)t * s->max_rows + n_next] = cd->row;
-            n_next++;
+        for (int r = s->group_first[g]; r < s->group_end[g]; r++) {
+            if (forced) offer(cand, &s->n_cand[sent], k, s->row_lp[r], r, s->eos);
+            else offer_row(s, s->logits + (size_t)r * s->vocab, s->lse[r], s->row_lp[r], r, k, cand, &s->n_cand[sent]);
         }
     }
-    return n_next;
 }
 
+/* Applies the extensions chosen for sentence `sent` at step t as Hugging
+ * Face's BeamSearchScorer does: in rank order, an EOS among the first `beam`
+ * finishes a hypothesis, any other token continues one, until `beam` continue.
+ * Then the stopping rule; at the length limit the live ones are finished as
+ * they are. Returns the rows written to next_*. */
+static int select_sentence(search_state *s, const fy_search_opts *o, int sent, int t, int n_next) {
+    const candidate *cand = &s->cand[(size_t)sent * 2 * s->beam];
+    int first = n_next, live = 0;
+    for (int i = 0; i < s->n_cand[sent] && live < s->beam; i++) {
+        const candidate *cd = &cand[i];
+        if (cd->token == s->eos) {
+            if (i < s->beam) consider(s, o, sent, cd->row, t, cd->token, 0, cd->total);
+            continue;
+        }
+        s->next_sent[n_next] = sent;
+        s->next_tok[n_next] = cd->token;
+        s->next_parent[n_next] = cd->row;
+        s->next_lp[n_next] = cd->total;
+        s->gen_tok[(size_t)t * s->max_rows + n_next] = cd->token;
+        s->gen_parent[(size_t)t * s->max_rows + n_next] = cd->row;
+        n_next++, live++;
+    }
+    if (s->n_cand[sent] > 0 && sentence_done(s, o, sent, cand[0].total, t + 1)) return first; /* rows dropped */
+    if (t + 1 < s->steps[sent]) return n_next;
+    for (int r = first; r < n_next; r++) consider(s, o, sent, s->next_parent[r], t, s->next_tok[r], 1, s->next_lp[r]);
+    return first;
+}
+
+/* Best first; among equal scores the later entered, as Hugging Face's stable
+ * ascending sort popped from the end gives them. */
 static int by_score(const void *a, const void *b) {
     const finished_hyp *x = a, *y = b;
     if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    return x->order - y->order;
+    return y->order - x->order;
 }
 
 static int collect(search_state *s, const fy_search_opts *o, fy_hyp *hyps, int *n_hyps, fanyi_error *err) {
@@ -221,7 +270,6 @@ static int collect(search_state *s, const fy_search_opts *o, fy_hyp *hyps, int *
 
 int fy_search(const fy_model *m, const int *ids, const int *offset, const int *len, int n, const fy_search_opts *o,
               fy_hyp *hyps, int *n_hyps, fy_pool *pool, fanyi_error *err) {
-    const fy_config *c = &m->cfg;
     for (int i = 0; i < n; i++) n_hyps[i] = 0;
     if (n == 0) return FANYI_OK;
     search_state s;
@@ -243,9 +291,9 @@ int fy_search(const fy_model *m, const int *ids, const int *offset, const int *l
             first = end;
         }
         int tasks = fy_pool_threads(pool) < n_groups ? fy_pool_threads(pool) : n_groups;
-        offer_job oj = {&s, n_groups, (n_groups + tasks - 1) / tasks};
+        offer_job oj = {&s, n_groups, (n_groups + tasks - 1) / tasks, t};
         fy_pool_run(pool, offer_groups, &oj, tasks);
-        for (int g = 0; g < n_groups; g++) n_next = select_sentence(&s, c, o, s.row_sent[s.group_first[g]], t, n_next);
+        for (int g = 0; g < n_groups; g++) n_next = select_sentence(&s, o, s.row_sent[s.group_first[g]], t, n_next);
         fy_decoder_reorder(&dec, s.next_parent, n_next);
         memcpy(s.row_sent, s.next_sent, sizeof(int) * (size_t)n_next);
         memcpy(s.row_tok, s.next_tok, sizeof(int) * (size_t)n_next);

@@ -1,15 +1,21 @@
 /*
  * search.h -- greedy and beam search over the model.
  *
- * Semantics (shared with tools/fanyi_ref/search.py, the test oracle): each
- * sentence starts with one hypothesis and a beam of beam_size. Every step
- * keeps the `beam` best (hypothesis, token) extensions by cumulative
- * log-probability, ties to the lower (row, token) index. An extension ending
- * in EOS is finished and shrinks the beam by one; a sentence is done when its
- * beam is empty. Hypotheses still alive at the length limit are finished as
- * they are. A finished hypothesis scores logprob / length^length_penalty
- * (length counts EOS). Pad and the config's forbidden ids are never produced.
- * Greedy search is beam_size 1.
+ * Semantics: Hugging Face's generate() with num_beams = beam_size (shared
+ * with tools/fanyi_ref/search.py, the test oracle). Each sentence starts
+ * from one hypothesis. At every step the 2 * beam best (hypothesis, token)
+ * extensions by cumulative log-probability are ranked (ties to the lower
+ * (row, token) index); in rank order, an EOS among the first `beam` enters
+ * the sentence's finished list (at most `beam`, the worst replaced by a
+ * better one), any other token continues, until `beam` hypotheses continue.
+ * A sentence stops when its list is full and its worst finished score is at
+ * least the best candidate's log-probability normalized at the current
+ * length (or at once when the model sets early_stopping). At the length
+ * limit a model with forced_eos must end with EOS, which then costs nothing;
+ * otherwise the live hypotheses are finished as they are. A finished
+ * hypothesis scores logprob / length^length_penalty, length counting EOS.
+ * Log-probabilities are normalized over every id but pad; pad and the
+ * config's forbidden ids are never produced. Greedy search is beam_size 1.
  *
  * All buffers are sized once per batch by fy_search(); the step loop does
  * not allocate.

@@ -898,9 +898,95 @@ static int encode_with(const fy_tokenizer *t, const char *text, size_t len, piec
     return rc;
 }
 
+/* ---- Marian's text conventions --------------------------------------------------- */
+
+/* MarianTokenizer's special tokens: written literally in the text, each becomes its id. */
+static const char *const kMarianSpecials[] = {"</s>", "<unk>", "<pad>"};
+
+/* The special token of the vocabulary that starts at text[0], or -1; *n gets its length. */
+static int special_at(const fy_tokenizer *t, const char *text, size_t len, size_t *n) {
+    for (size_t k = 0; k < sizeof kMarianSpecials / sizeof *kMarianSpecials; k++) {
+        size_t sn = strlen(kMarianSpecials[k]);
+        int id = sn <= len && !memcmp(text, kMarianSpecials[k], sn) ? strmap_get(&t->model_ids, text, sn) : -1;
+        if (id >= 0) {
+            *n = sn;
+            return id;
+        }
+    }
+    return -1;
+}
+
+/* The span of a language code ">>xx<<" as Python's re ">>.+<<" finds it:
+ * from the first ">>" to the last "<<" at least one character later.
+ * Returns 0 if there is none. */
+static int language_code_span(const char *text, size_t len, size_t *begin, size_t *end) {
+    const char *open = len >= 5 ? memmem(text, len, ">>", 2) : NULL;
+    if (!open) return 0;
+    size_t from = (size_t)(open - text) + 3;
+    for (size_t q = len - 2; q >= from; q--) /* from >= 3: q cannot wrap */
+        if (text[q] == '<' && text[q + 1] == '<') {
+            *begin = (size_t)(open - text);
+            *end = q + 2;
+            return 1;
+        }
+    return 0;
+}
+
+/* One stretch of text between special tokens, as MarianTokenizer._tokenize
+ * does it: a language code at its start becomes one id (<unk> if the
+ * vocabulary lacks it), a code anywhere is cut out, the rest is SentencePiece's. */
+static int encode_marian_segment(const fy_tokenizer *t, const char *text, size_t len, fy_ids *out, int *warnings,
+                                 fanyi_error *err) {
+    size_t begin, end;
+    if (!language_code_span(text, len, &begin, &end)) return encode_with(t, text, len, sink_ids, out, warnings, err);
+    if (begin == 0) {
+        int id = strmap_get(&t->model_ids, text, end);
+        if (!fy_ids_push(out, id >= 0 ? id : t->model_unk)) return fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    }
+    fy_text rest = {0};
+    int rc = fy_text_append(&rest, text, begin) && fy_text_append(&rest, text + end, len - end)
+                 ? encode_with(t, rest.s, rest.n, sink_ids, out, warnings, err)
+                 : fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    free(rest.s);
+    return rc;
+}
+
 int fy_tokenizer_encode(const fy_tokenizer *t, const char *text, size_t len, fy_ids *out, int *warnings,
                         fanyi_error *err) {
-    return encode_with(t, text, len, sink_ids, out, warnings, err);
+    if (!t->has_vocab) return encode_with(t, text, len, sink_ids, out, warnings, err);
+    size_t from = 0;
+    for (size_t i = 0; i <= len;) {
+        size_t n = 0;
+        int special = i < len ? special_at(t, text + i, len - i, &n) : -1;
+        if (special < 0 && i < len) {
+            i++;
+            continue;
+        }
+        int rc = i > from ? encode_marian_segment(t, text + from, i - from, out, warnings, err) : FANYI_OK;
+        if (!rc && special >= 0 && !fy_ids_push(out, special)) rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+        if (rc) return rc;
+        if (special < 0) break;
+        i += n;
+        from = i;
+    }
+    return FANYI_OK;
+}
+
+int fy_tokenizer_model_id(const fy_tokenizer *t, const char *entry, size_t n) {
+    return t->has_vocab ? strmap_get(&t->model_ids, entry, n) : -1;
+}
+
+int fy_tokenizer_language_codes(const fy_tokenizer *t, const char **codes, int cap) {
+    int n = 0;
+    for (int id = 0; t->has_vocab && id < t->n_model; id++) {
+        const char *p = t->model_pieces[id];
+        size_t len = p ? strlen(p) : 0, begin, end;
+        if (len >= 5 && language_code_span(p, len, &begin, &end) && begin == 0 && end == len) {
+            if (n < cap) codes[n] = p;
+            n++;
+        }
+    }
+    return n;
 }
 
 int fy_tokenizer_encode_pieces(const fy_tokenizer *t, const char *text, size_t len, fy_text *out, int *warnings,

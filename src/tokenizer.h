@@ -46,7 +46,11 @@ void fy_tokenizer_free(fy_tokenizer *t);
 
 enum { FY_TOK_INVALID_UTF8 = 1 };
 
-/* Appends the model ids of text to out. *warnings gets FY_TOK_* bits. */
+/* Appends the model ids of text to out. *warnings gets FY_TOK_* bits.
+ * With a vocabulary file the text follows MarianTokenizer's conventions: the
+ * special tokens </s>, <unk> and <pad> written in the text become their ids
+ * (the text between them is encoded piece by piece), and a leading language
+ * code such as >>fra<< becomes its own id (<unk> if the vocabulary lacks it). */
 int fy_tokenizer_encode(const fy_tokenizer *t, const char *text, size_t len, fy_ids *out, int *warnings,
                         fanyi_error *err);
 /* Appends the pieces of text to out, separated by single spaces. */
@@ -57,6 +61,12 @@ int fy_tokenizer_decode(const fy_tokenizer *t, const int *ids, size_t n, fy_text
 /* Same, from pieces given as strings. */
 int fy_tokenizer_decode_pieces(const fy_tokenizer *t, const char *const *pieces, const size_t *lens, size_t n,
                                fy_text *out, fanyi_error *err);
+
+/* The id of a vocabulary entry, or -1 (also without a vocabulary file). */
+int fy_tokenizer_model_id(const fy_tokenizer *t, const char *entry, size_t n);
+/* The language codes (">>xx<<" entries) of the vocabulary, in id order: up
+ * to cap of them into codes (owned by the tokenizer); returns how many there are. */
+int fy_tokenizer_language_codes(const fy_tokenizer *t, const char **codes, int cap);
 
 /* Number of model ids (vocabulary entries, or SentencePiece pieces). */
 int fy_tokenizer_size(const fy_tokenizer *t);

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -109,6 +110,34 @@ int fanyi_src_vocab_size(const fanyi_model *fm) { return fm->model.cfg.src_vocab
 int fanyi_tgt_vocab_size(const fanyi_model *fm) { return fm->model.cfg.tgt_vocab_size; }
 int fanyi_has_tokenizer(const fanyi_model *fm) { return fm->source != NULL; }
 
+int fanyi_target_langs(const fanyi_model *fm, const char **langs, int cap) {
+    return fm->source ? fy_tokenizer_language_codes(fm->source, langs, cap) : 0;
+}
+
+/* The source id of opts->target_lang ("fra" or ">>fra<<"), or -1 when none is asked for. */
+static int target_lang_id(const fanyi_model *fm, const fanyi_options *opts, int *id, fanyi_error *err) {
+    *id = -1;
+    if (!opts || !opts->target_lang) return FANYI_OK;
+    const char *lang = opts->target_lang;
+    size_t n = strlen(lang);
+    int bare = !(n >= 5 && !strncmp(lang, ">>", 2) && !strcmp(lang + n - 2, "<<"));
+    char *code = malloc(n + 5);
+    if (!code) return fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    snprintf(code, n + 5, bare ? ">>%s<<" : "%s", lang);
+    const char *codes[8];
+    int n_codes = fanyi_target_langs(fm, codes, 8);
+    *id = n_codes && n > 0 ? fy_tokenizer_model_id(fm->source, code, strlen(code)) : -1;
+    int rc = FANYI_OK;
+    if (*id < 0 && !n_codes)
+        rc = fy_fail(err, FANYI_ERR_USAGE, "target language '%s': this model has a single target language", lang);
+    else if (*id < 0)
+        rc = fy_fail(err, FANYI_ERR_USAGE, "unknown target language '%s' (the model has %d, such as %s%s%s%s%s; "
+                     "see --list-models)", lang, n_codes, codes[0], n_codes > 1 ? ", " : "", n_codes > 1 ? codes[1] : "",
+                     n_codes > 2 ? ", " : "", n_codes > 2 ? codes[2] : "");
+    free(code);
+    return rc;
+}
+
 void fanyi_results_free(fanyi_result *results, int n) {
     if (!results) return;
     for (int i = 0; i < n; i++) {
@@ -170,7 +199,9 @@ static int translate_batch(const fanyi_model *fm, const int *const *src, const i
 
 int fanyi_check_options(const fanyi_model *fm, const fanyi_options *opts, fanyi_error *err) {
     fy_search_opts resolved;
-    return fy_resolve_options(&fm->model.cfg, opts, &resolved, err);
+    int lang_id;
+    int rc = fy_resolve_options(&fm->model.cfg, opts, &resolved, err);
+    return rc ? rc : target_lang_id(fm, opts, &lang_id, err);
 }
 
 int fanyi_translate_ids(const fanyi_model *fm, const int *const *src, const int *src_len, int n,
@@ -255,13 +286,14 @@ static void segments_free(segments *sg) {
     free(sg->v);
 }
 
-/* Adds ids as pieces of at most cap tokens. */
-static int add_chunks(segments *sg, int line, const fy_ids *ids, int cap) {
+/* Adds ids as pieces of at most cap tokens, each after the language code when there is one. */
+static int add_chunks(segments *sg, int line, const fy_ids *ids, int cap, int lang_id) {
     size_t at = 0;
+    if (lang_id >= 0) cap--;
     do {
         size_t n = ids->n - at < (size_t)cap ? ids->n - at : (size_t)cap;
         fy_ids *seg = segment_add(sg, line);
-        if (!seg) return 0;
+        if (!seg || (lang_id >= 0 && !fy_ids_push(seg, lang_id))) return 0;
         for (size_t k = 0; k < n; k++)
             if (!fy_ids_push(seg, ids->ids[at + k])) return 0;
         at += n;
@@ -270,12 +302,23 @@ static int add_chunks(segments *sg, int line, const fy_ids *ids, int cap) {
 }
 
 /* Tokenizes one line into one or more segments; sets *warnings. */
-static int segment_line(const fanyi_model *fm, const char *text, size_t len, int line, int split, segments *sg,
-                        int *warnings, fanyi_error *err) {
+/* Encodes text; a target-language code (lang_id >= 0) goes first unless the text is empty. */
+static int encode_for(const fanyi_model *fm, const char *text, size_t len, int lang_id, fy_ids *out, int *warnings,
+                      fanyi_error *err) {
+    int rc = fy_tokenizer_encode(fm->source, text, len, out, warnings, err);
+    if (rc || lang_id < 0 || out->n == 0) return rc;
+    if (!fy_ids_push(out, 0)) return fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    memmove(out->ids + 1, out->ids, (out->n - 1) * sizeof *out->ids);
+    out->ids[0] = lang_id;
+    return FANYI_OK;
+}
+
+static int segment_line(const fanyi_model *fm, const char *text, size_t len, int line, int split, int lang_id,
+                        segments *sg, int *warnings, fanyi_error *err) {
     const fy_config *c = &fm->model.cfg;
     int cap = c->max_positions - (c->source_eos ? 1 : 0);
     fy_ids whole = {0};
-    int rc = fy_tokenizer_encode(fm->source, text, len, &whole, warnings, err);
+    int rc = encode_for(fm, text, len, lang_id, &whole, warnings, err);
     if (!rc && whole.n <= (size_t)cap && !split) {
         fy_ids *seg = segment_add(sg, line);
         if (!seg) rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
@@ -290,7 +333,8 @@ static int segment_line(const fanyi_model *fm, const char *text, size_t len, int
             fy_ids piece = {0};
             int w = 0;
             rc = fy_tokenizer_encode(fm->source, text + begin, end - begin, &piece, &w, err);
-            if (!rc && piece.n && !add_chunks(sg, line, &piece, cap)) rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+            if (!rc && piece.n && !add_chunks(sg, line, &piece, cap, lang_id))
+                rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
             free(piece.ids);
             begin = end;
         }
@@ -333,10 +377,11 @@ int fanyi_translate_text(const fanyi_model *fm, const char *const *lines, const 
     segments sg = {0};
     int *warnings = fy_calloc((size_t)n, sizeof *warnings, err, "warnings");
     int rc = warnings ? FANYI_OK : FANYI_ERR_MEMORY;
-    int split = opts && opts->split_sentences;
+    int split = opts && opts->split_sentences, lang_id = -1;
+    if (!rc) rc = target_lang_id(fm, opts, &lang_id, err);
     for (int i = 0; !rc && i < n; i++) {
         size_t before = sg.n;
-        rc = segment_line(fm, lines[i], line_len[i], i, split, &sg, &warnings[i], err);
+        rc = segment_line(fm, lines[i], line_len[i], i, split, lang_id, &sg, &warnings[i], err);
         if (!rc && sg.n == before && !segment_add(&sg, i)) rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
     }
     int n_seg = (int)sg.n;

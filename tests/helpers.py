@@ -63,6 +63,14 @@ def random_model(path, seed=0, weight_std=0.3, dtype="f32", **overrides):
     return cfg
 
 
+def logprob_diff(got, ref):
+    """Largest difference between two log-prob tensors; -inf (pad) must sit at the same places."""
+    got_inf, ref_inf = torch.isinf(got), torch.isinf(ref)
+    if not torch.equal(got_inf, ref_inf):
+        return float("inf")
+    return (got[~got_inf] - ref[~ref_inf]).abs().max().item()
+
+
 def read_logprob_dump(path):
     """Reads the dump_logprobs output: a list of [rows, vocab] tensors."""
     data = open(path, "rb").read()

@@ -68,6 +68,9 @@ def marian_logprobs(state, cfg, src_ids, tgt_ids):
         h = _lin(state, p + ".fc2", act(_lin(state, p + ".fc1", y)))
         y = _ln(state, p + ".final_layer_norm", y + h)
     logits = F.linear(y, state.get("lm_head.weight", emb)) + state["final_logits_bias"].reshape(-1)
+    # MarianMTModel.adjust_logits_during_generation: pad can never be generated, so it is masked
+    # before the log-softmax that generate() ranks by.
+    logits[..., cfg["pad_token_id"]] = float("-inf")
     return torch.log_softmax(logits[0], -1)
 
 

@@ -229,6 +229,8 @@ def parse_args(argv=None):
                    help="start from the weights and vocabulary of this fanyi model directory (continued "
                         "training with a fresh optimizer; the architecture options must match it)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast for the forward pass (weights, optimizer and loss stay f32)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
@@ -336,7 +338,9 @@ def main(argv=None):
             src, tin, tout = tensors_for(train, batches[batch_pos], cfg, args.device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step + 1, args.lr, args.warmup)
-            loss, nll, ntok = smoothed_loss(model(src, tin), tout, cfg.pad_id, args.label_smoothing)
+            with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
+                logits = model(src, tin)
+            loss, nll, ntok = smoothed_loss(logits, tout, cfg.pad_id, args.label_smoothing)
             opt.zero_grad(set_to_none=True)
             (loss / ntok).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -288,7 +288,9 @@ class Transformer(nn.Module):
         if self.cfg.decoder_final_norm:
             x = self.decoder.final_norm(x)
         cache["step"] = step + 1
-        return torch.log_softmax(self.logits(x[:, 0]), dim=-1)
+        logits = self.logits(x[:, 0])
+        logits[:, self.cfg.pad_id] = float("-inf")  # never produced, so not normalized over
+        return torch.log_softmax(logits, dim=-1)
 
 
 def build(cfg: Config, state: Optional[Dict[str, torch.Tensor]] = None, quantized: Optional[Dict] = None,

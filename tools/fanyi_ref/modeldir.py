@@ -61,6 +61,8 @@ class Config:
     max_length: int = 256
     max_length_ratio: float = 0.0
     length_penalty: float = 1.0
+    forced_eos: bool = False  # EOS is the only choice after max_length tokens
+    early_stopping: bool = False  # beam search stops a sentence at beam_size finished hypotheses
 
     def validate(self):
         if self.d_model % self.n_heads:

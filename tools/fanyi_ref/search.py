@@ -1,13 +1,19 @@
 """Greedy and beam search over the reference model, the C engine's semantics exactly.
 
-Beam search (as in Marian): every sentence starts with one hypothesis and a
-beam of `beam_size`. At each step the `beam` best (hypothesis, token)
-extensions by cumulative log-probability are kept, ties going to the lower
-(hypothesis, token) index; an extension ending in EOS is finished and shrinks
-the beam by one. A sentence is done when its beam is empty; at the length
-limit the hypotheses still alive are finished as they are. A finished
-hypothesis scores sum(log p) / length ** length_penalty, length counting EOS.
-Token ids in `forbidden` (always including pad) are never produced.
+Beam search is Hugging Face's generate() with num_beams = beam_size: each
+sentence starts from one hypothesis; every step ranks the 2 * beam best
+(hypothesis, token) extensions by cumulative log-probability (ties to the
+lower (hypothesis, token) index). In rank order, an EOS among the first `beam`
+enters the sentence's finished list (at most `beam`; a better one replaces the
+worst, the earliest entered among equal worst), any other token continues,
+until `beam` continue. A sentence stops once its list is full and the worst
+finished score is at least the best candidate's log-probability normalized at
+the current length (at once with early_stopping). At the length limit a model
+with forced_eos must end in EOS, which costs nothing; otherwise the live
+hypotheses are finished as they are. A finished hypothesis scores
+sum(log p) / length ** length_penalty, length counting EOS. Log-probabilities
+are normalized over every id but pad; pad and `forbidden_ids` never appear.
+Results are best first, the later entered first among equal scores.
 """
 
 import math
@@ -37,19 +43,35 @@ class Hypothesis:
 
 @dataclass
 class _Sentence:
-    beam: int  # live hypotheses allowed now
-    finished: List[Hypothesis] = field(default_factory=list)
+    finished: list = field(default_factory=list)  # [score, order, Hypothesis]
+    inserted: int = 0
+
+    def consider(self, hyp: Hypothesis, beam: int):
+        """Hugging Face's BeamHypotheses.add."""
+        if len(self.finished) == beam:
+            worst = min(self.finished, key=lambda e: (e[0], e[1]))
+            if not hyp.score > worst[0]:
+                return
+            self.finished.remove(worst)
+        self.finished.append([hyp.score, self.inserted, hyp])
+        self.inserted += 1
+
+    def done(self, beam: int, best_total: float, length: int, penalty: float, early_stopping: bool) -> bool:
+        if len(self.finished) < beam:
+            return False
+        return early_stopping or min(e[0] for e in self.finished) >= normalized(best_total, length, penalty)
 
 
 def length_limit(cfg, opts: Options, src_len: int) -> int:
-    limit = min(opts.max_length, cfg.max_positions)
+    """Target tokens allowed, EOS excluded."""
+    limit = min(opts.max_length, cfg.max_positions - (1 if cfg.forced_eos else 0))
     if opts.max_length_ratio > 0:
         limit = min(limit, max(1, math.ceil(opts.max_length_ratio * src_len)))
     return max(1, limit)
 
 
 def normalized(logprob: float, length: int, penalty: float) -> float:
-    return logprob / (max(1, length) ** penalty) if penalty else logprob
+    return logprob / (float(max(1, length)) ** penalty) if penalty else logprob
 
 
 def source_ids(cfg, ids: List[int]) -> List[int]:
@@ -73,8 +95,9 @@ def translate(model: Transformer, sources: List[List[int]], opts: Options) -> Li
     forbidden = sorted(set(cfg.forbidden_ids) | {cfg.pad_id})
     forbidden_t = torch.tensor(forbidden, dtype=torch.long)
 
-    states = {i: _Sentence(beam=opts.beam_size) for i in active}
-    limits = {i: length_limit(cfg, opts, len(srcs[i])) for i in active}
+    beam = opts.beam_size
+    states = {i: _Sentence() for i in active}
+    steps = {i: length_limit(cfg, opts, len(srcs[i])) + (1 if cfg.forced_eos else 0) for i in active}
     # Live hypotheses, one row each of the decoder batch.
     owner = list(active)  # sentence index of each row
     tokens = [[] for _ in active]
@@ -84,7 +107,7 @@ def translate(model: Transformer, sources: List[List[int]], opts: Options) -> Li
     while owner:
         lp = model.decode_step(last, cache)
         lp[:, forbidden_t] = float("-inf")
-        total = lp + torch.tensor(logprobs, dtype=lp.dtype)[:, None]
+        t = len(tokens[0])  # tokens generated so far, the same for every row
         new_rows, new_owner, new_tokens, new_logprobs, new_last = [], [], [], [], []
         row = 0
         while row < len(owner):
@@ -93,29 +116,38 @@ def translate(model: Transformer, sources: List[List[int]], opts: Options) -> Li
             while end < len(owner) and owner[end] == sent:
                 end += 1
             st = states[sent]
-            k = st.beam
-            cand = total[row:end].reshape(-1)
-            # Stable ordering: best score first, lower flat index on ties.
-            order = _topk_stable(cand, k)
-            step_len = len(tokens[row]) + 1
-            for j in order:
+            row_lp = torch.tensor(logprobs[row:end], dtype=lp.dtype)[:, None]
+            if cfg.forced_eos and t + 1 == steps[sent]:
+                step_lp = torch.full_like(lp[row:end], float("-inf"))
+                step_lp[:, cfg.eos_id] = 0.0
+            else:
+                step_lp = lp[row:end]
+            cand = (step_lp + row_lp).reshape(-1)
+            order = [j for j in _topk_stable(cand, 2 * beam) if cand[j].item() != float("-inf")]
+            live = []
+            for rank, j in enumerate(order):
+                if len(live) == beam:
+                    break
                 hyp, tok = divmod(int(j), lp.shape[1])
-                score = cand[j].item()
-                if score == float("-inf"):
-                    continue
-                seq = tokens[row + hyp] + [tok]
+                total = cand[j].item()
                 if tok == cfg.eos_id:
-                    st.finished.append(Hypothesis(seq[:-1], normalized(score, step_len, opts.length_penalty), score))
-                    st.beam -= 1
-                elif step_len >= limits[sent]:
-                    st.finished.append(Hypothesis(seq, normalized(score, step_len, opts.length_penalty), score))
-                    st.beam -= 1
+                    if rank < beam:
+                        st.consider(Hypothesis(tokens[row + hyp], normalized(total, t + 1, opts.length_penalty),
+                                               total), beam)
                 else:
-                    new_rows.append(row + hyp)
-                    new_owner.append(sent)
-                    new_tokens.append(seq)
-                    new_logprobs.append(score)
-                    new_last.append(tok)
+                    live.append((row + hyp, tokens[row + hyp] + [tok], total, tok))
+            if order and st.done(beam, cand[order[0]].item(), t + 1, opts.length_penalty, cfg.early_stopping):
+                live = []
+            elif t + 1 >= steps[sent]:
+                for _, seq, total, _ in live:
+                    st.consider(Hypothesis(seq, normalized(total, t + 1, opts.length_penalty), total), beam)
+                live = []
+            for parent, seq, total, tok in live:
+                new_rows.append(parent)
+                new_owner.append(sent)
+                new_tokens.append(seq)
+                new_logprobs.append(total)
+                new_last.append(tok)
             row = end
         if not new_rows:
             break
@@ -124,8 +156,8 @@ def translate(model: Transformer, sources: List[List[int]], opts: Options) -> Li
         last = torch.tensor(new_last, dtype=torch.long)
 
     for i in active:
-        fin = sorted(enumerate(states[i].finished), key=lambda e: (-e[1].score, e[0]))
-        results[i] = [h for _, h in fin[: opts.nbest]]
+        fin = sorted(states[i].finished, key=lambda e: (-e[0], -e[1]))
+        results[i] = [e[2] for e in fin[: opts.nbest]]
     return results
 
 
