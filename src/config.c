@@ -196,6 +196,8 @@ int fy_config_parse(fy_config *cfg, const char *json, size_t len, const char *pa
     if (!rc) rc = read_float(&r, "length_penalty", 1.0f, 0.0f, 100.0f, &cfg->length_penalty);
     if (!rc) rc = read_bool(&r, "forced_eos", 0, &cfg->forced_eos);
     if (!rc) rc = read_bool(&r, "early_stopping", 0, &cfg->early_stopping);
+    if (!rc) rc = read_int(&r, "no_repeat_ngram_size", 0, 0, 0, 1024, &cfg->no_repeat_ngram);
+    if (!rc) rc = read_float(&r, "repetition_penalty", 1.0f, 0.01f, 100.0f, &cfg->repetition_penalty);
     cfg->activation = (enum fy_activation)act;
     cfg->positions = (enum fy_positions)pos;
     if (!rc) rc = check_consistency(&r, cfg);

@@ -38,6 +38,8 @@ typedef struct fy_config {
     float max_length_ratio, length_penalty;
     int forced_eos;     /* EOS is the only choice after max_length tokens (Hugging Face's forced_eos_token_id) */
     int early_stopping; /* beam search stops a sentence once it has beam_size finished hypotheses */
+    int no_repeat_ngram;      /* default repetition guards (0 and 1: off) */
+    float repetition_penalty;
 } fy_config;
 
 /* Parses JSON text; `path` is used in messages only. */

@@ -27,6 +27,7 @@ extern "C" {
 /* The one place option limits are stated; the CLI's help and checks use them. */
 #define FANYI_MAX_THREADS 256
 #define FANYI_MAX_BEAM 1024
+#define FANYI_MAX_NGRAM 1024
 #define FANYI_STR_(x) #x
 #define FANYI_STR(x) FANYI_STR_(x)
 
@@ -57,6 +58,9 @@ typedef struct fanyi_options {
     int threads;            /* worker threads, at most FANYI_MAX_THREADS; 0 = one per CPU, up to 8
                                (output never depends on it) */
     int split_sentences;    /* text: translate each sentence of a line separately, then rejoin */
+    int no_repeat_ngram;     /* n: no n-gram occurs twice in a translation; 0 = model default, < 0 = off */
+    float repetition_penalty; /* > 1 discourages tokens already produced (log p * penalty);
+                                 0 = model default, 1 = off */
     const char *target_lang; /* text: the target language of a multi-target model, "fra" or ">>fra<<";
                                 its code goes before every sentence. NULL: none */
 } fanyi_options;

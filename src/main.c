@@ -84,6 +84,9 @@ static void usage(void) {
            "      --max-length N        at most N target tokens\n"
            "      --max-length-ratio R  at most ceil(R * source tokens) target tokens (0 = off)\n"
            "      --length-penalty A    rank by logprob / length^A\n"
+           "      --no-repeat-ngram N   never repeat an N-gram in a translation (0 = off)\n"
+           "      --repetition-penalty X  multiply the log-probability of tokens already\n"
+           "                            produced by X (> 1 discourages repeats; 1 = off)\n"
            "      --target-lang L       target language of a multi-target model (fra or >>fra<<;\n"
            "                            --list-models shows a model's languages)\n"
            "  -t, --threads N           worker threads, 1 to " FANYI_STR(FANYI_MAX_THREADS)
@@ -141,7 +144,7 @@ static enum io_kind parse_io(const char *s, const char *what) {
 
 static void parse_args(int argc, char **argv, cli_options *o) {
     enum { OPT_MAXLEN = 256, OPT_RATIO, OPT_LP, OPT_BATCH, OPT_INPUT, OPT_OUTPUT, OPT_FORMAT, OPT_SCORES,
-           OPT_SPLIT, OPT_PROGRESS, OPT_LIST, OPT_LANG };
+           OPT_SPLIT, OPT_PROGRESS, OPT_LIST, OPT_LANG, OPT_NGRAM, OPT_REPEAT };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},       {"beam", required_argument, 0, 'b'},
         {"nbest", required_argument, 0, 'n'},       {"max-length", required_argument, 0, OPT_MAXLEN},
@@ -151,6 +154,7 @@ static void parse_args(int argc, char **argv, cli_options *o) {
         {"format", required_argument, 0, OPT_FORMAT}, {"scores", no_argument, 0, OPT_SCORES},
         {"split-sentences", no_argument, 0, OPT_SPLIT}, {"progress", no_argument, 0, OPT_PROGRESS},
         {"list-models", no_argument, 0, OPT_LIST}, {"target-lang", required_argument, 0, OPT_LANG},
+        {"no-repeat-ngram", required_argument, 0, OPT_NGRAM}, {"repetition-penalty", required_argument, 0, OPT_REPEAT},
         {"output-file", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},           {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
@@ -181,6 +185,15 @@ static void parse_args(int argc, char **argv, cli_options *o) {
         case OPT_PROGRESS: o->progress = 1; break;
         case OPT_LIST: o->list_models = 1; break;
         case OPT_LANG: o->opts.target_lang = optarg; break;
+        case OPT_NGRAM: /* 0 turns off a model's default */
+            o->opts.no_repeat_ngram = (int)parse_long(optarg, 0, FANYI_MAX_NGRAM, "no-repeat n-gram size");
+            if (!o->opts.no_repeat_ngram) o->opts.no_repeat_ngram = -1;
+            break;
+        case OPT_REPEAT:
+            o->opts.repetition_penalty = parse_float(optarg, "repetition penalty");
+            if (o->opts.repetition_penalty <= 0 || o->opts.repetition_penalty > 100)
+                die_usage("--repetition-penalty must be in (0, 100] (1 = off)");
+            break;
         case 'h': usage(); exit(0);
         case 'V': printf("fanyi %s\n", FANYI_VERSION); exit(0);
         default: fprintf(stderr, "Try '%s --help'.\n", prog); exit(EXIT_USAGE);

@@ -35,6 +35,8 @@ typedef struct {
     int *n_cand;                 /* [n_sent] */
     int *group_first, *group_end; /* rows of each sentence this step, in row order */
     unsigned char *forbidden;    /* [vocab] */
+    int *history;                /* [max_rows][max_steps + 1]: each row's sequence, for the repetition guards */
+    int decoder_start;
 } search_state;
 
 /* Target tokens a sentence with src_len source tokens (EOS included) may
@@ -56,7 +58,7 @@ static void state_free(search_state *s) {
     free(s->next_sent), free(s->next_tok), free(s->next_parent), free(s->next_lp);
     free(s->gen_tok), free(s->gen_parent), free(s->steps), free(s->n_finished), free(s->n_inserted);
     free(s->finished), free(s->finished_tokens), free(s->cand), free(s->forbidden);
-    free(s->n_cand), free(s->group_first), free(s->group_end);
+    free(s->n_cand), free(s->group_first), free(s->group_end), free(s->history);
 }
 
 static int state_init(search_state *s, const fy_model *m, const int *len, int n, const fy_search_opts *o,
@@ -98,6 +100,10 @@ static int state_init(search_state *s, const fy_model *m, const int *len, int n,
     s->group_first = fy_calloc((size_t)n, sizeof(int), err, "search rows");
     s->group_end = fy_calloc((size_t)n, sizeof(int), err, "search rows");
     s->forbidden = fy_calloc(V, 1, err, "forbidden ids");
+    int guards = o->no_repeat_ngram > 0 || o->repetition_penalty != 1.0f;
+    s->history = guards ? fy_calloc(R * (S + 1), sizeof(int), err, "token history") : NULL;
+    s->decoder_start = c->decoder_start_id;
+    if (guards && !s->history) return FANYI_ERR_MEMORY;
     if (!s->logits || !s->lse || !s->row_sent || !s->row_tok || !s->row_lp || !s->next_sent || !s->next_tok ||
         !s->next_parent || !s->next_lp || !s->gen_tok || !s->gen_parent || !s->n_inserted || !s->n_finished ||
         !s->finished || !s->finished_tokens || !s->cand || !s->forbidden || !s->n_cand || !s->group_first ||
@@ -190,8 +196,35 @@ static void offer_row(const search_state *s, const float *logits, float lse, flo
  * groups g0..g1 can run on different threads. */
 typedef struct {
     search_state *s;
+    const fy_search_opts *o;
     int n_groups, per_task, t;
 } offer_job;
+
+/* The repetition guards on row r's logits, which hold log p + lse. As in
+ * Hugging Face, the row's sequence is the decoder start token and the t
+ * tokens generated so far: a token in it gets log p * penalty (log p /
+ * penalty if positive), and a token that would complete an n-gram already in
+ * it gets -inf. */
+static void apply_guards(search_state *s, const fy_search_opts *o, int r, int t) {
+    float *logits = s->logits + (size_t)r * s->vocab, lse = s->lse[r];
+    int *seq = s->history + (size_t)r * (s->max_steps + 1), len = t + 1;
+    seq[0] = s->decoder_start;
+    backtrack(s, r, t, seq + 1);
+    if (o->repetition_penalty != 1.0f)
+        for (int i = 0; i < len; i++) {
+            int v = seq[i], seen = 0;
+            for (int k = 0; k < i && !seen; k++) seen = seq[k] == v;
+            float lp = logits[v] - lse;
+            if (!seen && lp != -INFINITY) logits[v] = lse + (lp < 0 ? lp * o->repetition_penalty : lp / o->repetition_penalty);
+        }
+    int n = o->no_repeat_ngram;
+    if (n > 0 && len + 1 >= n)
+        for (int i = 0; i + n <= len; i++) { /* seq[i .. i+n-1] bans its last token after its first n-1 */
+            int k = 0;
+            while (k < n - 1 && seq[i + k] == seq[len - (n - 1) + k]) k++;
+            if (k == n - 1) logits[seq[i + n - 1]] = -INFINITY;
+        }
+}
 
 /* Each sentence keeps its 2 * beam best extensions, as Hugging Face's top-k
  * does, so that finished ones can be set aside and `beam` stay alive. At
@@ -207,8 +240,12 @@ static void offer_groups(void *p, int task) {
         int forced = s->forced_eos && j->t + 1 == s->steps[sent];
         s->n_cand[sent] = 0;
         for (int r = s->group_first[g]; r < s->group_end[g]; r++) {
-            if (forced) offer(cand, &s->n_cand[sent], k, s->row_lp[r], r, s->eos);
-            else offer_row(s, s->logits + (size_t)r * s->vocab, s->lse[r], s->row_lp[r], r, k, cand, &s->n_cand[sent]);
+            if (forced) {
+                offer(cand, &s->n_cand[sent], k, s->row_lp[r], r, s->eos);
+                continue;
+            }
+            if (s->history) apply_guards(s, j->o, r, j->t);
+            offer_row(s, s->logits + (size_t)r * s->vocab, s->lse[r], s->row_lp[r], r, k, cand, &s->n_cand[sent]);
         }
     }
 }
@@ -291,7 +328,7 @@ int fy_search(const fy_model *m, const int *ids, const int *offset, const int *l
             first = end;
         }
         int tasks = fy_pool_threads(pool) < n_groups ? fy_pool_threads(pool) : n_groups;
-        offer_job oj = {&s, n_groups, (n_groups + tasks - 1) / tasks, t};
+        offer_job oj = {&s, o, n_groups, (n_groups + tasks - 1) / tasks, t};
         fy_pool_run(pool, offer_groups, &oj, tasks);
         for (int g = 0; g < n_groups; g++) n_next = select_sentence(&s, o, s.row_sent[s.group_first[g]], t, n_next);
         fy_decoder_reorder(&dec, s.next_parent, n_next);

@@ -16,6 +16,9 @@
  * hypothesis scores logprob / length^length_penalty, length counting EOS.
  * Log-probabilities are normalized over every id but pad; pad and the
  * config's forbidden ids are never produced. Greedy search is beam_size 1.
+ * The repetition guards act as Hugging Face's RepetitionPenaltyLogitsProcessor
+ * and NoRepeatNGramLogitsProcessor do in its beam search: on the
+ * log-probabilities, before the ranking, without renormalizing.
  *
  * All buffers are sized once per batch by fy_search(); the step loop does
  * not allocate.
@@ -28,6 +31,9 @@
 typedef struct fy_search_opts {
     int beam_size, nbest, max_length, threads;
     float max_length_ratio, length_penalty;
+    int no_repeat_ngram;      /* 0: off; n: no n-gram occurs twice in a hypothesis */
+    float repetition_penalty; /* 1: off; else the log-probability of every token already in the
+                                 hypothesis is multiplied by it (> 1 discourages repeats) */
 } fy_search_opts;
 
 typedef struct fy_hyp {

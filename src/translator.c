@@ -37,6 +37,13 @@ int fy_resolve_options(const fy_config *cfg, const fanyi_options *in, fy_search_
         return fy_fail(err, FANYI_ERR_USAGE, "length penalty %g is not a finite number", in->length_penalty);
     if (!isfinite(in->max_length_ratio))
         return fy_fail(err, FANYI_ERR_USAGE, "max length ratio %g is not a finite number", in->max_length_ratio);
+    out->no_repeat_ngram = in->no_repeat_ngram > 0 ? in->no_repeat_ngram : in->no_repeat_ngram < 0 ? 0 : cfg->no_repeat_ngram;
+    out->repetition_penalty = in->repetition_penalty > 0 ? in->repetition_penalty : cfg->repetition_penalty;
+    if (in->no_repeat_ngram > FANYI_MAX_NGRAM)
+        return fy_fail(err, FANYI_ERR_USAGE, "no-repeat n-gram size %d is out of range [1, %d]", in->no_repeat_ngram,
+                       FANYI_MAX_NGRAM);
+    if (!isfinite(in->repetition_penalty) || in->repetition_penalty < 0 || in->repetition_penalty > 100)
+        return fy_fail(err, FANYI_ERR_USAGE, "repetition penalty %g is out of range (0, 100]", in->repetition_penalty);
     if (in->threads < 0 || in->threads > FANYI_MAX_THREADS)
         return fy_fail(err, FANYI_ERR_USAGE, "thread count %d is out of range [1, %d]", in->threads,
                        FANYI_MAX_THREADS);

@@ -46,12 +46,14 @@ def _cli_nbest(model_dir, sources, beam, nbest, extra=()):
     return [json.loads(line) for line in p.stdout.decode().splitlines()]
 
 
-def _check_search(model, model_dir, beam, nbest, max_length=20, tol=1e-4):
+def _check_search(model, model_dir, beam, nbest, max_length=20, tol=1e-4, no_repeat_ngram=0, repetition_penalty=1.0):
     # The engine takes the length ratio and penalty from config.json unless told otherwise; so does this.
     ref = translate(model, SOURCES, Options(beam_size=beam, nbest=nbest, max_length=max_length,
                                             max_length_ratio=model.cfg.max_length_ratio,
-                                            length_penalty=model.cfg.length_penalty))
-    got = _cli_nbest(model_dir, SOURCES, beam, nbest, ["--max-length", str(max_length)])
+                                            length_penalty=model.cfg.length_penalty,
+                                            no_repeat_ngram=no_repeat_ngram, repetition_penalty=repetition_penalty))
+    guards = ["--no-repeat-ngram", str(no_repeat_ngram), "--repetition-penalty", str(repetition_penalty)]
+    got = _cli_nbest(model_dir, SOURCES, beam, nbest, ["--max-length", str(max_length)] + guards)
     assert len(got) == len(SOURCES)
     for i, (r, g) in enumerate(zip(ref, got)):
         assert len(g["nbest"]) == len(r), f"sentence {i}: {len(g['nbest'])} hypotheses, reference {len(r)}"
@@ -60,6 +62,8 @@ def _check_search(model, model_dir, beam, nbest, max_length=20, tol=1e-4):
             if h["translation"] != h_ref.tokens:
                 # Two hypotheses closer than the engines' rounding may swap; the engine's must still
                 # be scored right, and so be as good as the reference's within tol.
+                if no_repeat_ngram or repetition_penalty != 1.0:
+                    raise AssertionError(f"sentence {i} beam {beam}: {h['translation']} != {h_ref.tokens}")
                 rescored = _reference_score(model, SOURCES[i], h["translation"], max_length)
                 assert abs(rescored - h["score"]) < tol, \
                     f"sentence {i} beam {beam}: {h['translation']} != {h_ref.tokens} (rescored {rescored})"
@@ -83,6 +87,62 @@ def test_variants_logprobs_and_search():
         model = _check_logprobs(d)
         _check_search(model, d, beam=1, nbest=1)
         _check_search(model, d, beam=4, nbest=3)
+
+
+def test_repetition_guards_match_the_reference():
+    """--no-repeat-ngram and --repetition-penalty: Hugging Face's processors, as the reference applies them."""
+    d = os.path.join(tmpdir(), "guards")
+    random_model(d, seed=11, weight_std=0.5)
+    cfg, state, quantized = load_model_dir(d, with_quantized=True)
+    model = build(cfg, state, quantized)
+    for beam, n, penalty in ((1, 2, 1.0), (4, 2, 1.0), (4, 3, 1.0), (1, 0, 1.3), (4, 0, 2.0), (4, 2, 1.5), (3, 1, 1.0)):
+        _check_search(model, d, beam=beam, nbest=min(beam, 2), no_repeat_ngram=n, repetition_penalty=penalty)
+    # The guard holds: no bigram twice in any hypothesis.
+    for r in _cli_nbest(d, SOURCES, 4, 4, ["--no-repeat-ngram", "2"]):
+        for h in r["nbest"]:
+            bigrams = list(zip(h["translation"], h["translation"][1:]))
+            assert len(bigrams) == len(set(bigrams)), h
+    # Without guards this model repeats itself, so the test above can fail.
+    plain = [h["translation"] for r in _cli_nbest(d, SOURCES, 4, 4, []) for h in r["nbest"]]
+    assert any(len(set(zip(t, t[1:]))) < len(t) - 1 for t in plain)
+
+
+def test_hf_processor_semantics():
+    """The reference's processors on hand-computed cases (Hugging Face's definitions)."""
+    from fanyi_ref.search import no_repeat_ngram, repetition_penalty
+    lp = torch.full((8,), -2.0)
+    no_repeat_ngram(lp, [0, 5, 6, 5], 2)  # after 5 came 6: ban 6
+    assert lp[6] == float("-inf") and (lp[torch.arange(8) != 6] == -2.0).all()
+    lp = torch.full((8,), -2.0)
+    no_repeat_ngram(lp, [0, 5, 6, 5], 3)  # (6, 5) never started a trigram
+    assert (lp == -2.0).all()
+    lp = torch.full((8,), -2.0)
+    no_repeat_ngram(lp, [0, 5, 6, 5, 6], 3)  # (5, 6) was followed by 5
+    assert lp[5] == float("-inf") and lp[6] == -2.0
+    lp = torch.full((8,), -2.0)
+    no_repeat_ngram(lp, [0, 5], 4)  # too short to repeat a 4-gram
+    assert (lp == -2.0).all()
+    lp = torch.tensor([-1.0, 0.5, -3.0, -4.0])
+    repetition_penalty(lp, [0, 1, 2, 2], 2.0)  # each id once; a positive score is divided
+    assert lp.tolist() == [-2.0, 0.25, -6.0, -4.0]
+
+
+def test_guard_options_are_checked():
+    d = os.path.join(tmpdir(), "guards-cli")
+    random_model(d, seed=11, weight_std=0.5)
+    for bad in (["--no-repeat-ngram", "-1"], ["--repetition-penalty", "0"], ["--repetition-penalty", "inf"],
+                ["--no-repeat-ngram", "x"], ["--repetition-penalty", "101"]):
+        run(["-m", d, "--input", "ids"] + bad, b"", check=1)
+    # A model's default guard is on unless --no-repeat-ngram 0 turns it off.
+    import json
+    cfg_path = os.path.join(d, "config.json")
+    cfg = json.load(open(cfg_path))
+    cfg["no_repeat_ngram_size"] = 1
+    json.dump(cfg, open(cfg_path, "w"))
+    out = _cli_nbest(d, SOURCES, 1, 1, [])
+    assert all(len(set(h["translation"])) == len(h["translation"]) for r in out for h in r["nbest"]), out
+    off = _cli_nbest(d, SOURCES, 1, 1, ["--no-repeat-ngram", "0"])
+    assert off != out
 
 
 # int8 layers quantize their input rows: an activation within 1e-7 of a rounding

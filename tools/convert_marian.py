@@ -118,8 +118,8 @@ def generation_settings(marian_dir, c):
         refuse("forced_eos_token_id", f"fanyi can force only EOS ({eos}) at the length limit")
     if out["early_stopping"] not in (True, False):
         refuse("early_stopping", "fanyi supports true and false")
-    for key, neutral in (("min_length", 0), ("no_repeat_ngram_size", 0), ("repetition_penalty", 1.0),
-                         ("num_beam_groups", 1), ("do_sample", False), ("forced_bos_token_id", None)):
+    for key, neutral in (("min_length", 0), ("num_beam_groups", 1), ("do_sample", False),
+                         ("forced_bos_token_id", None)):
         if out[key] != neutral:
             refuse(key, "not supported by fanyi's search")
     if int(out["max_length"]) < 2:
@@ -235,6 +235,8 @@ def convert(marian_dir, out_dir, dtype="f32"):
         "beam_size": int(gen["num_beams"]), "max_length": max_tokens, "max_length_ratio": 0.0,
         "length_penalty": float(gen["length_penalty"]), "forced_eos": forced,
         "early_stopping": bool(gen["early_stopping"]),
+        "no_repeat_ngram_size": int(gen["no_repeat_ngram_size"]),
+        "repetition_penalty": float(gen["repetition_penalty"]),
     }
     # Written beside the destination and renamed into place: never a half-written model.
     tmp = out_dir + ".tmp"

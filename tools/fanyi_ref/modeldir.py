@@ -63,6 +63,8 @@ class Config:
     length_penalty: float = 1.0
     forced_eos: bool = False  # EOS is the only choice after max_length tokens
     early_stopping: bool = False  # beam search stops a sentence at beam_size finished hypotheses
+    no_repeat_ngram_size: int = 0  # default repetition guards (off)
+    repetition_penalty: float = 1.0
 
     def validate(self):
         if self.d_model % self.n_heads:

@@ -13,7 +13,11 @@ with forced_eos must end in EOS, which costs nothing; otherwise the live
 hypotheses are finished as they are. A finished hypothesis scores
 sum(log p) / length ** length_penalty, length counting EOS. Log-probabilities
 are normalized over every id but pad; pad and `forbidden_ids` never appear.
-Results are best first, the later entered first among equal scores.
+Results are best first, the later entered first among equal scores. The
+repetition guards are Hugging Face's RepetitionPenaltyLogitsProcessor and
+NoRepeatNGramLogitsProcessor as its beam search applies them: to the
+log-probabilities of each hypothesis's sequence (decoder start token
+included), without renormalizing.
 """
 
 import math
@@ -32,6 +36,8 @@ class Options:
     max_length: int = 256
     max_length_ratio: float = 0.0
     length_penalty: float = 1.0
+    no_repeat_ngram: int = 0  # Hugging Face's no_repeat_ngram_size
+    repetition_penalty: float = 1.0
 
 
 @dataclass
@@ -105,7 +111,13 @@ def translate(model: Transformer, sources: List[List[int]], opts: Options) -> Li
     last = torch.full((len(active),), cfg.decoder_start_id, dtype=torch.long)
 
     while owner:
-        lp = model.decode_step(last, cache)
+        lp = model.decode_step(last, cache).clone()
+        for r in range(len(owner)):
+            seq = [cfg.decoder_start_id] + tokens[r]
+            if opts.repetition_penalty != 1.0:
+                repetition_penalty(lp[r], seq, opts.repetition_penalty)
+            if opts.no_repeat_ngram > 0:
+                no_repeat_ngram(lp[r], seq, opts.no_repeat_ngram)
         lp[:, forbidden_t] = float("-inf")
         t = len(tokens[0])  # tokens generated so far, the same for every row
         new_rows, new_owner, new_tokens, new_logprobs, new_last = [], [], [], [], []
@@ -159,6 +171,23 @@ def translate(model: Transformer, sources: List[List[int]], opts: Options) -> Li
         fin = sorted(states[i].finished, key=lambda e: (-e[0], -e[1]))
         results[i] = [e[2] for e in fin[: opts.nbest]]
     return results
+
+
+def repetition_penalty(lp: torch.Tensor, seq: List[int], penalty: float):
+    """HF's RepetitionPenaltyLogitsProcessor on one row: every id in seq, once."""
+    ids = torch.tensor(sorted(set(seq)), dtype=torch.long)
+    score = lp[ids]
+    lp[ids] = torch.where(score < 0, score * penalty, score / penalty)
+
+
+def no_repeat_ngram(lp: torch.Tensor, seq: List[int], n: int):
+    """HF's NoRepeatNGramLogitsProcessor on one row: ban what would complete an n-gram of seq again."""
+    if len(seq) + 1 < n:
+        return
+    prefix = tuple(seq[len(seq) + 1 - n:])
+    for i in range(len(seq) - n + 1):
+        if tuple(seq[i:i + n - 1]) == prefix:
+            lp[seq[i + n - 1]] = float("-inf")
 
 
 def _topk_stable(cand: torch.Tensor, k: int) -> List[int]:
