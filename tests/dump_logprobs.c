@@ -34,10 +34,13 @@ int main(int argc, char **argv) {
     }
     fy_model m;
     fanyi_error err = {0};
-    if (fy_model_load(&m, argv[1], &err)) {
+    fy_config cfg;
+    char *config_path = fy_path_join(argv[1], "config.json");
+    if (!config_path || fy_config_load(&cfg, config_path, &err) || fy_model_load(&m, argv[1], &cfg, &err)) {
         fprintf(stderr, "%s\n", err.message);
         return 2;
     }
+    free(config_path);
     FILE *in = fopen(argv[2], "r"), *out = fopen(argv[3], "wb");
     if (!in || !out) return 1;
     char line[16384];

@@ -1,4 +1,4 @@
-"""The public C API (src/fanyi.h), used by a program that knows nothing else of fanyi."""
+"""The public C API (include/fanyi.h), used by a program that knows nothing else of fanyi."""
 
 import os
 import subprocess

@@ -6,7 +6,8 @@ import subprocess
 
 from helpers import ROOT
 
-PAGES = [os.path.join(ROOT, "man", "fanyi.1"), os.path.join(ROOT, "man", "fanyi-model.5")]
+PAGES = [os.path.join(ROOT, "man", "fanyi.1"), os.path.join(ROOT, "man", "fanyi-model.5"),
+         os.path.join(ROOT, "man", "fanyi.3")]
 
 
 def test_man_pages_lint_clean():
@@ -32,3 +33,13 @@ def test_readme_quick_start():
     assert "make run" in text and "make test" in text
     ci = open(os.path.join(ROOT, ".ci", "run")).read()
     assert "make test" in ci
+
+
+def test_api_man_page_documents_every_function():
+    import re
+    header = open(os.path.join(ROOT, "include", "fanyi.h")).read()
+    functions = set(re.findall(r"FANYI_API [^(]*?\b(fanyi_\w+)\(", header))
+    page = open(PAGES[2]).read()
+    assert len(functions) >= 19
+    missing = sorted(f for f in functions if f not in page)
+    assert not missing, f"fanyi.3 does not document {missing}"

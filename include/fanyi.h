@@ -1,5 +1,6 @@
 /*
- * fanyi.h -- public C API of the fanyi neural machine translator.
+ * fanyi.h -- the public C API of the fanyi neural machine translator: the
+ * only header a program using libfanyi includes.
  *
  * Contract:
  *   - fanyi_load() maps a model directory (config.json, weights, tokenizer files),
@@ -23,6 +24,13 @@ extern "C" {
 #endif
 
 #define FANYI_VERSION "0.1.0"
+
+/* The library exports these names only (libfanyi.so is built with hidden visibility). */
+#if defined(__GNUC__)
+#define FANYI_API __attribute__((visibility("default")))
+#else
+#define FANYI_API
+#endif
 
 /* The one place option limits are stated; the CLI's help and checks use them. */
 #define FANYI_MAX_THREADS 256
@@ -86,40 +94,69 @@ enum fanyi_warning {
                                     pieces (at sentence boundaries where possible) and rejoined */
 };
 
-void fanyi_options_default(fanyi_options *opts);
+FANYI_API void fanyi_options_default(fanyi_options *opts);
 
 /* Checks options against the model's defaults (n-best against the beam the
  * model would use, finite penalties, ranges) without translating anything,
  * so that a caller can refuse bad options before reading any input.
  * The translate calls make the same check. */
-int fanyi_check_options(const fanyi_model *model, const fanyi_options *opts, fanyi_error *err);
+FANYI_API int fanyi_check_options(const fanyi_model *model, const fanyi_options *opts, fanyi_error *err);
 
-fanyi_model *fanyi_load(const char *model_dir, fanyi_error *err);
-void fanyi_free(fanyi_model *model);
+FANYI_API fanyi_model *fanyi_load(const char *model_dir, fanyi_error *err);
+FANYI_API void fanyi_free(fanyi_model *model);
 
 /* Model facts the CLI needs: vocabulary sizes and whether text is supported. */
-int fanyi_src_vocab_size(const fanyi_model *model);
-int fanyi_tgt_vocab_size(const fanyi_model *model);
-int fanyi_has_tokenizer(const fanyi_model *model);
+FANYI_API int fanyi_src_vocab_size(const fanyi_model *model);
+FANYI_API int fanyi_tgt_vocab_size(const fanyi_model *model);
+FANYI_API int fanyi_has_tokenizer(const fanyi_model *model);
 
 /* The target-language codes (">>fra<<", ...) of a multi-target model, in id
  * order: up to cap of them into langs (strings owned by the model); returns
  * how many the model has (0 for a single-target model). */
-int fanyi_target_langs(const fanyi_model *model, const char **langs, int cap);
+FANYI_API int fanyi_target_langs(const fanyi_model *model, const char **langs, int cap);
 
 /* Translates n sentences given as token ids (no EOS; it is appended as the
  * model requires). On success *results points to n results. */
-int fanyi_translate_ids(const fanyi_model *model, const int *const *src, const int *src_len, int n,
+FANYI_API int fanyi_translate_ids(const fanyi_model *model, const int *const *src, const int *src_len, int n,
                         const fanyi_options *opts, fanyi_result **results, fanyi_error *err);
 
 /* Translates n lines of UTF-8 text (without newline). A line longer than the
  * model allows is cut at sentence boundaries (else at the token limit), its
  * pieces translated and rejoined with spaces: one result per line, with the
  * best hypothesis only, its score the sum of the pieces' scores. */
-int fanyi_translate_text(const fanyi_model *model, const char *const *lines, const size_t *line_len,
+FANYI_API int fanyi_translate_text(const fanyi_model *model, const char *const *lines, const size_t *line_len,
                          int n, const fanyi_options *opts, fanyi_result **results, fanyi_error *err);
 
-void fanyi_results_free(fanyi_result *results, int n);
+FANYI_API void fanyi_results_free(fanyi_result *results, int n);
+
+/* ---- tokenizers ----------------------------------------------------------
+ * SentencePiece, id for id and piece for piece as SentencePiece 0.1.97
+ * encodes and decodes. Strings and arrays returned through pointers are
+ * allocated by the call; release them with free(). */
+typedef struct fanyi_tokenizer fanyi_tokenizer;
+
+/* A SentencePiece model file (.model, .spm) on its own: ids are SentencePiece's. */
+FANYI_API fanyi_tokenizer *fanyi_tokenizer_load(const char *path, fanyi_error *err);
+FANYI_API void fanyi_tokenizer_free(fanyi_tokenizer *tok);
+
+/* A model's own tokenizers, owned by the model (NULL without tokenizer
+ * files): ids are the model's (through its vocabulary file, when it has one). */
+FANYI_API const fanyi_tokenizer *fanyi_source_tokenizer(const fanyi_model *model);
+FANYI_API const fanyi_tokenizer *fanyi_target_tokenizer(const fanyi_model *model);
+
+/* Text (UTF-8; invalid bytes become U+FFFD and set FANYI_WARN_INVALID_UTF8
+ * in *warnings) to ids, or to its pieces joined by single spaces. Strings
+ * come back NUL-terminated, with their length in *out_len (if not NULL),
+ * since text may hold NUL bytes. */
+FANYI_API int fanyi_tokenize(const fanyi_tokenizer *tok, const char *text, size_t len, int **ids, int *n_ids,
+                             int *warnings, fanyi_error *err);
+FANYI_API int fanyi_tokenize_pieces(const fanyi_tokenizer *tok, const char *text, size_t len, char **pieces,
+                                    size_t *out_len, int *warnings, fanyi_error *err);
+/* Ids, or pieces, back to text. */
+FANYI_API int fanyi_detokenize(const fanyi_tokenizer *tok, const int *ids, int n_ids, char **text, size_t *out_len,
+                               fanyi_error *err);
+FANYI_API int fanyi_detokenize_pieces(const fanyi_tokenizer *tok, const char *const *pieces, const size_t *lens, int n,
+                                      char **text, size_t *out_len, fanyi_error *err);
 
 #ifdef __cplusplus
 }

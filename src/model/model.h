@@ -1,8 +1,10 @@
 /*
  * model.h -- the Transformer encoder-decoder forward pass.
  *
- * fy_model_load() reads config.json and binds every tensor the config implies
- * (checking dtype and shape); a tensor the config does not use is an error.
+ * fy_model_load() maps the weights a parsed config.json names and binds every
+ * tensor the config implies (checking dtype and shape); a tensor the config
+ * does not use is an error. On success the model owns the config (its
+ * strings are freed by fy_model_free); on failure the caller still does.
  *
  * The encoder works on a packed batch: the tokens of all sentences stacked
  * without padding, attention restricted to each sentence's own rows. That is
@@ -53,7 +55,7 @@ typedef struct fy_model {
     fy_ln enc_final, dec_final;
 } fy_model;
 
-int fy_model_load(fy_model *m, const char *dir, fanyi_error *err);
+int fy_model_load(fy_model *m, const char *dir, const fy_config *cfg, fanyi_error *err);
 void fy_model_free(fy_model *m);
 
 /* Encodes n sentences packed in `ids` (sentence i at offset[i], length len[i],

@@ -1,6 +1,7 @@
 /*
  * main.c -- the fanyi command line: options, input and output, exit codes.
- * All translation work goes through the public API in fanyi.h.
+ * All translation and tokenization goes through the public API in fanyi.h,
+ * the only library header it includes.
  *
  * Exit codes: 0 success, 1 usage, 2 model or file error, 3 input error.
  */
@@ -20,9 +21,7 @@
 #include <utf8proc.h>
 
 #include "fanyi.h"
-#include "common.h"
 #include "lineio.h"
-#include "tokenizer.h"
 
 #ifndef FANYI_DATADIR
 #define FANYI_DATADIR "/usr/local/share/fanyi"
@@ -55,6 +54,20 @@ typedef struct {
 } batch;
 
 static const char *prog = "fanyi";
+
+/* Makes room for `need` elements of `elem` bytes in the growable array *buf of
+ * capacity *cap (doubling); returns 0 when memory runs out (*buf unchanged). */
+static int grow(void *buf, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 1;
+    size_t n = *cap ? *cap : 16;
+    while (n < need) n *= 2;
+    if (n > SIZE_MAX / elem) return 0;
+    void *p = realloc(*(void **)buf, n * elem);
+    if (!p) return 0;
+    *(void **)buf = p;
+    *cap = n;
+    return 1;
+}
 
 static void die_usage(const char *msg) {
     fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog, msg, prog);
@@ -293,7 +306,7 @@ static int list_models(void) {
             snprintf(path, sizeof path, "%s/%s", dirs[i], e->d_name);
             if (e->d_name[0] == '.' || !is_dir_with_config(path)) continue;
             char *copy = strdup(e->d_name);
-            if (!copy || !fy_grow(&names, &cap, count + 1, sizeof *names)) {
+            if (!copy || !grow(&names, &cap, count + 1, sizeof *names)) {
                 free(copy);
                 break;
             }
@@ -572,9 +585,9 @@ static void progress_show(progress *p, int final) {
 
 static int batch_add(batch *b, const char *line, size_t len, long number) {
     size_t need = (size_t)b->n + 1;
-    if (!fy_grow(&b->lines, &b->cap_lines, need, sizeof *b->lines) ||
-        !fy_grow(&b->lens, &b->cap_lens, need, sizeof *b->lens) ||
-        !fy_grow(&b->line_numbers, &b->cap_numbers, need, sizeof *b->line_numbers))
+    if (!grow(&b->lines, &b->cap_lines, need, sizeof *b->lines) ||
+        !grow(&b->lens, &b->cap_lens, need, sizeof *b->lens) ||
+        !grow(&b->line_numbers, &b->cap_numbers, need, sizeof *b->line_numbers))
         return 0;
     char *copy = malloc(len + 1);
     if (!copy) return 0;
@@ -594,7 +607,7 @@ static void batch_clear(batch *b) {
 
 /* Parses a line of space-separated ids; returns 0 and names the problem on error. */
 static int parse_ids(const char *line, size_t len, int **ids, int *n, char *why, size_t why_cap) {
-    fy_ids v = {0};
+    struct { int *ids; size_t n, cap; } v = {0};
     const char *p = line, *end = line + len;
     while (p < end) {
         while (p < end && (*p == ' ' || *p == '\t')) p++;
@@ -607,7 +620,8 @@ static int parse_ids(const char *line, size_t len, int **ids, int *n, char *why,
             free(v.ids);
             return 0;
         }
-        if (!fy_ids_push(&v, (int)x)) return free(v.ids), snprintf(why, why_cap, "out of memory"), 0;
+        if (!grow(&v.ids, &v.cap, v.n + 1, sizeof *v.ids)) return free(v.ids), snprintf(why, why_cap, "out of memory"), 0;
+        v.ids[v.n++] = (int)x;
         p = stop;
     }
     *ids = v.ids ? v.ids : malloc(sizeof(int));
@@ -729,9 +743,9 @@ static int spm_tool(int argc, char **argv, int encode) {
         fprintf(stderr, "%s %s: need --model FILE and a format of 'id' or 'piece'\n", prog, argv[0]);
         return EXIT_USAGE;
     }
-    fy_tokenizer *tok;
     fanyi_error err = {0};
-    if (fy_spm_load_file(&tok, model_path, &err)) {
+    fanyi_tokenizer *tok = fanyi_tokenizer_load(model_path, &err);
+    if (!tok) {
         fprintf(stderr, "%s: %s\n", prog, err.message);
         return EXIT_MODEL;
     }
@@ -741,60 +755,55 @@ static int spm_tool(int argc, char **argv, int encode) {
     size_t len;
     long number = 0;
     int rc = 0;
-    fy_text text = {0};
-    fy_ids v = {0};
     const char **pieces = NULL;
     size_t *piece_lens = NULL, cap_pieces = 0, cap_lens = 0;
     while (!rc && fy_reader_line(&r, &line, &len) > 0) {
         number++;
-        int warnings = 0;
-        text.n = 0;
-        v.n = 0;
+        int warnings = 0, *v = NULL, n_ids = 0;
+        char *text = NULL;
+        size_t text_len = 0;
         if (encode && ids) {
-            rc = fy_tokenizer_encode(tok, line, len, &v, &warnings, &err);
-            for (size_t k = 0; !rc && k < v.n; k++) printf(k ? " %d" : "%d", v.ids[k]);
+            rc = fanyi_tokenize(tok, line, len, &v, &n_ids, &warnings, &err);
+            for (int k = 0; !rc && k < n_ids; k++) printf(k ? " %d" : "%d", v[k]);
         } else if (encode) {
-            rc = fy_tokenizer_encode_pieces(tok, line, len, &text, &warnings, &err);
-            if (!rc && text.n) fwrite(text.s, 1, text.n, stdout);
+            rc = fanyi_tokenize_pieces(tok, line, len, &text, &text_len, &warnings, &err);
         } else if (ids) {
-            int *parsed, n;
             char why[128];
-            if (!parse_ids(line, len, &parsed, &n, why, sizeof why)) {
+            if (!parse_ids(line, len, &v, &n_ids, why, sizeof why)) {
                 fprintf(stderr, "%s: line %ld: %s\n", prog, number, why);
                 rc = FANYI_ERR_INPUT;
                 break;
             }
-            rc = fy_tokenizer_decode(tok, parsed, (size_t)n, &text, &err);
-            free(parsed);
-            if (!rc && text.n) fwrite(text.s, 1, text.n, stdout);
+            rc = fanyi_detokenize(tok, v, n_ids, &text, &text_len, &err);
         } else {
             /* Pieces separated by spaces, as many as the line holds. */
-            size_t n = 0;
+            int n = 0;
             for (size_t i = 0; !rc && i < len;) {
                 while (i < len && line[i] == ' ') i++;
                 size_t j = i;
                 while (j < len && line[j] != ' ') j++;
                 if (j > i) {
-                    if (!fy_grow(&pieces, &cap_pieces, n + 1, sizeof *pieces) ||
-                        !fy_grow(&piece_lens, &cap_lens, n + 1, sizeof *piece_lens))
-                        rc = fy_fail(&err, FANYI_ERR_MEMORY, "out of memory");
-                    else
+                    if (!grow(&pieces, &cap_pieces, (size_t)n + 1, sizeof *pieces) ||
+                        !grow(&piece_lens, &cap_lens, (size_t)n + 1, sizeof *piece_lens)) {
+                        snprintf(err.message, sizeof err.message, "out of memory");
+                        rc = FANYI_ERR_MEMORY;
+                    } else
                         pieces[n] = line + i, piece_lens[n++] = j - i;
                 }
                 i = j;
             }
-            if (!rc) rc = fy_tokenizer_decode_pieces(tok, pieces, piece_lens, n, &text, &err);
-            if (!rc && text.n) fwrite(text.s, 1, text.n, stdout);
+            if (!rc) rc = fanyi_detokenize_pieces(tok, pieces, piece_lens, n, &text, &text_len, &err);
         }
+        if (!rc && text_len) fwrite(text, 1, text_len, stdout);
+        free(text);
+        free(v);
         if (warnings) fprintf(stderr, "%s: warning: line %ld: invalid UTF-8 replaced by U+FFFD\n", prog, number);
         if (rc && err.message[0]) fprintf(stderr, "%s: line %ld: %s\n", prog, number, err.message);
         putchar('\n');
     }
-    free(text.s);
-    free(v.ids);
     free(pieces), free(piece_lens);
     fy_reader_close(&r);
-    fy_tokenizer_free(tok);
+    fanyi_tokenizer_free(tok);
     if (rc) return exit_code_for(rc);
     return check_output(stdout, "standard output");
 }

@@ -20,7 +20,7 @@
 
 #include "common.h"
 
-typedef struct fy_tokenizer fy_tokenizer;
+typedef struct fanyi_tokenizer fy_tokenizer; /* fanyi.h names it fanyi_tokenizer */
 
 /* A growable id array owned by the caller (free ids when done). */
 typedef struct {

@@ -220,16 +220,14 @@ static int bind_all(fy_model *m, fanyi_error *err) {
     return b.rc;
 }
 
-int fy_model_load(fy_model *m, const char *dir, fanyi_error *err) {
+static void release(fy_model *m);
+
+int fy_model_load(fy_model *m, const char *dir, const fy_config *cfg, fanyi_error *err) {
     memset(m, 0, sizeof *m);
-    char *path = fy_path_join(dir, "config.json");
-    if (!path) return fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
-    int rc = fy_config_load(&m->cfg, path, err);
-    free(path);
-    if (rc) return rc;
+    m->cfg = *cfg; /* the strings stay the caller's until the load succeeds */
     const fy_config *c = &m->cfg;
-    path = fy_path_join(dir, c->weights);
-    rc = path ? fy_weights_open(&m->weights, path, err) : fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
+    char *path = fy_path_join(dir, c->weights);
+    int rc = path ? fy_weights_open(&m->weights, path, err) : fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
     free(path);
     if (!rc) {
         m->enc = fy_calloc((size_t)c->encoder_layers + 1, sizeof *m->enc, err, "encoder layers");
@@ -245,7 +243,7 @@ int fy_model_load(fy_model *m, const char *dir, fanyi_error *err) {
         }
     }
     if (!rc) rc = bind_all(m, err);
-    if (rc) fy_model_free(m);
+    if (rc) release(m); /* the config is not ours to free yet */
     return rc;
 }
 
@@ -258,7 +256,8 @@ static void free_layer(fy_layer *l) {
     }
 }
 
-void fy_model_free(fy_model *m) {
+/* Everything but the config. */
+static void release(fy_model *m) {
     for (int i = 0; m->enc && i < m->cfg.encoder_layers; i++) free_layer(&m->enc[i]);
     for (int i = 0; m->dec && i < m->cfg.decoder_layers; i++) free_layer(&m->dec[i]);
     fy_packed_free(&m->out_proj);
@@ -266,8 +265,13 @@ void fy_model_free(fy_model *m) {
     free(m->enc);
     free(m->dec);
     free(m->pos_table);
-    fy_config_free(&m->cfg);
     memset(m, 0, sizeof *m);
+}
+
+void fy_model_free(fy_model *m) {
+    fy_config cfg = m->cfg;
+    release(m);
+    fy_config_free(&cfg);
 }
 
 /* ---- shared pieces -------------------------------------------------------- */
