@@ -48,7 +48,7 @@ LIBS = $(PKG_LIBS) -lm -lpthread
 # are position-independent and export only the fanyi_* API.
 ENGINE_INC = -Iinclude -Isrc -Isrc/kernels -Isrc/format -Isrc/model -Isrc/tokenizer
 LIB_CFLAGS = $(ALL_CFLAGS) $(ENGINE_INC) -fPIC -fvisibility=hidden
-LIB_SRC = src/common.c src/api.c src/batch.c src/text.c src/tokenize.c src/sentences.c \
+LIB_SRC = src/common.c src/api.c src/context.c src/arena.c src/batch.c src/text.c src/tokenize.c src/sentences.c \
           src/format/config.c src/format/weights.c \
           src/kernels/pool.c src/kernels/gemm.c src/kernels/ops.c \
           src/model/model.c src/model/search.c \
@@ -87,23 +87,33 @@ $(BUILD)/unit_tests: tests/unit_tests.c $(BUILD)/libfanyi.a $(BUILD)/cli/lineio.
 $(BUILD)/dump_logprobs: tests/dump_logprobs.c $(BUILD)/libfanyi.a
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ tests/dump_logprobs.c $(BUILD)/libfanyi.a $(LIBS)
 
+# Every allocation the library makes passes through the check's counters.
+$(BUILD)/context_check: tests/context_check.c $(BUILD)/libfanyi.a
+	$(CC) $(ALL_CFLAGS) -Iinclude $(ALL_LDFLAGS) -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc \
+	  -o $@ tests/context_check.c $(BUILD)/libfanyi.a $(LIBS)
+
 $(BUILD)/api_example: tests/api_example.c $(BUILD)/libfanyi.a
 	$(CC) $(ALL_CFLAGS) -Iinclude $(ALL_LDFLAGS) -o $@ tests/api_example.c $(BUILD)/libfanyi.a $(LIBS)
 
 run: $(BIN)
 	./$(BIN) data/sample.en
 
-test: $(BIN) $(BUILD)/unit_tests $(BUILD)/dump_logprobs $(BUILD)/api_example
+test: $(BIN) lib $(BUILD)/unit_tests $(BUILD)/dump_logprobs $(BUILD)/api_example $(BUILD)/context_check
 	@sh tools/ensure-deps.sh test
 	@FANYI_BIN=./$(BIN) FANYI_BUILD=$(BUILD) $(PYTHON) tests/run_tests.py $(TESTS)
 
 $(BUILD)/gemm_rate: tools/gemm_rate.c $(BUILD)/libfanyi.a
 	$(CC) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ tools/gemm_rate.c $(BUILD)/libfanyi.a $(LIBS) $(BLAS_LIBS)
 
-bench: $(BIN) $(BUILD)/gemm_rate
+$(BUILD)/bench_calls: tools/bench_calls.c $(BUILD)/libfanyi.a
+	$(CC) $(ALL_CFLAGS) -Iinclude $(ALL_LDFLAGS) -o $@ tools/bench_calls.c $(BUILD)/libfanyi.a $(LIBS)
+
+bench: $(BIN) $(BUILD)/gemm_rate $(BUILD)/bench_calls
 	@sh tools/ensure-deps.sh test
 	$(PYTHON) tools/bench.py --fanyi ./$(BIN)
 	$(PYTHON) tools/bench_tokenizer.py --fanyi ./$(BIN)
+	zcat ../shared/data/multi30k/test_2016_flickr.en.gz > $(BUILD)/bench-lines.txt 2>/dev/null || cp data/sample.en $(BUILD)/bench-lines.txt
+	$(BUILD)/bench_calls models/en-de $(BUILD)/bench-lines.txt
 
 FUZZERS = fuzz_tokenizer fuzz_config fuzz_weights
 fuzz:
@@ -130,6 +140,8 @@ lib: $(BUILD)/libfanyi.a $(SHLIB)
 
 LIBDIR = $(PREFIX)/lib
 INCLUDEDIR = $(PREFIX)/include
+# Where Debian's python3 looks for modules under PREFIX (/usr/local/lib/python3.X/dist-packages).
+PYTHONDIR = $(PREFIX)/lib/$(shell $(PYTHON) -c 'import sys; print("python%d.%d" % sys.version_info[:2])' 2>/dev/null || echo python3)/dist-packages
 
 install: $(BIN) lib
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man3 \
@@ -144,6 +156,8 @@ install: $(BIN) lib
 	ln -sf libfanyi.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libfanyi.so
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	  -e 's|@VERSION@|$(VERSION)|' fanyi.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/fanyi.pc
+	mkdir -p $(DESTDIR)$(PYTHONDIR)
+	sed 's|^_LIBDIR = None|_LIBDIR = "$(LIBDIR)"|' python/fanyi.py > $(DESTDIR)$(PYTHONDIR)/fanyi.py
 	mkdir -p $(DESTDIR)$(DATADIR)/tools
 	cp tools/fanyi_get.py tools/convert_marian.py tools/checkpoint_io.py $(DESTDIR)$(DATADIR)/tools/
 	for m in models/*/; do \

@@ -129,6 +129,26 @@ FANYI_API int fanyi_translate_text(const fanyi_model *model, const char *const *
 
 FANYI_API void fanyi_results_free(fanyi_result *results, int n);
 
+/* ---- execution contexts ----------------------------------------------------
+ * A context holds worker threads and the working memory of translations, so
+ * that a caller translating again and again (a line at a time, say) starts
+ * no threads and allocates nothing but the results: the calls above make a
+ * context of their own each time. A context serves one call at a time; any
+ * model may be used with it. With a context, opts->threads must be 0 or its
+ * thread count. */
+typedef struct fanyi_context fanyi_context;
+
+/* threads: 1 to FANYI_MAX_THREADS, or 0 for one per CPU (up to 8). NULL on failure. */
+FANYI_API fanyi_context *fanyi_context_new(int threads, fanyi_error *err);
+FANYI_API void fanyi_context_free(fanyi_context *ctx);
+FANYI_API int fanyi_context_threads(const fanyi_context *ctx);
+FANYI_API int fanyi_context_translate_text(fanyi_context *ctx, const fanyi_model *model, const char *const *lines,
+                                           const size_t *line_len, int n, const fanyi_options *opts,
+                                           fanyi_result **results, fanyi_error *err);
+FANYI_API int fanyi_context_translate_ids(fanyi_context *ctx, const fanyi_model *model, const int *const *src,
+                                          const int *src_len, int n, const fanyi_options *opts,
+                                          fanyi_result **results, fanyi_error *err);
+
 /* ---- tokenizers ----------------------------------------------------------
  * SentencePiece, id for id and piece for piece as SentencePiece 0.1.97
  * encodes and decodes. Strings and arrays returned through pointers are

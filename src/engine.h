@@ -7,7 +7,9 @@
 #ifndef FANYI_ENGINE_H
 #define FANYI_ENGINE_H
 
+#include "arena.h"
 #include "model.h"
+#include "pool.h"
 #include "search.h"
 #include "tokenizer.h"
 
@@ -19,6 +21,22 @@ struct fanyi_model {
     fy_tokenizer *source; /* NULL when the model has no tokenizer files */
     fy_tokenizer *target;
 };
+
+/* An execution context: the worker threads and the working memory of
+ * translations, reused from call to call by one caller at a time. */
+struct fanyi_context {
+    int threads;
+    fy_pool *pool; /* started by fy_context_start, when there is work */
+    fy_arena arena;
+};
+
+/* A context for a single call (the calls without one): opts->threads threads, started when needed. */
+int fy_context_temporary(const fanyi_options *opts, fanyi_context **ctx, fanyi_error *err);
+/* Starts the context's threads if they are not running yet. */
+int fy_context_start(fanyi_context *ctx, fanyi_error *err);
+/* fanyi_context_translate_ids without resetting the arena (fanyi_translate_text calls it). */
+int fy_translate_ids_in(fanyi_context *ctx, const fanyi_model *fm, const int *const *src, const int *src_len, int n,
+                        const fanyi_options *opts, fanyi_result **out, fanyi_error *err);
 
 int fy_resolve_options(const fy_config *cfg, const fanyi_options *in, fy_search_opts *out, fanyi_error *err);
 

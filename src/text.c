@@ -1,7 +1,7 @@
 /*
  * text.c -- fanyi_translate_text: lines tokenized (with a target-language
  * code when asked), too-long lines cut at sentence ends, pieces translated
- * through fanyi_translate_ids, detokenized and rejoined one result per line.
+ * as ids, detokenized and rejoined one result per line.
  */
 #include "engine.h"
 
@@ -131,14 +131,15 @@ static int join_segments(fanyi_result *pieces, int n, fanyi_result *out, fanyi_e
     return FANYI_OK;
 }
 
-int fanyi_translate_text(const fanyi_model *fm, const char *const *lines, const size_t *line_len, int n,
-                         const fanyi_options *opts, fanyi_result **out, fanyi_error *err) {
+static int translate_text_in(fanyi_context *ctx, const fanyi_model *fm, const char *const *lines,
+                             const size_t *line_len, int n, const fanyi_options *opts, fanyi_result **out,
+                             fanyi_error *err) {
     *out = NULL;
     if (n < 0) return fy_fail(err, FANYI_ERR_USAGE, "negative sentence count %d", n);
     if (!fm->source)
         return fy_fail(err, FANYI_ERR_USAGE, "this model has no tokenizer files (source_spm/target_spm): use --input ids");
     segments sg = {0};
-    int *warnings = fy_calloc((size_t)n, sizeof *warnings, err, "warnings");
+    int *warnings = fy_arena_alloc(&ctx->arena, (size_t)n, sizeof *warnings, 1, err, "warnings");
     int rc = warnings ? FANYI_OK : FANYI_ERR_MEMORY;
     int split = opts && opts->split_sentences, lang_id = -1;
     if (!rc) rc = fy_target_lang_id(fm, opts, &lang_id, err);
@@ -148,15 +149,15 @@ int fanyi_translate_text(const fanyi_model *fm, const char *const *lines, const 
         if (!rc && sg.n == before && !segment_add(&sg, i)) rc = fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
     }
     int n_seg = (int)sg.n;
-    const int **src = rc ? NULL : fy_calloc(sg.n + 1, sizeof *src, err, "segments");
-    int *len = rc ? NULL : fy_calloc(sg.n + 1, sizeof *len, err, "segments");
-    if (!rc && (!src || !len)) rc = FANYI_ERR_MEMORY;
+    const int **src = rc ? NULL : fy_arena_alloc(&ctx->arena, sg.n + 1, sizeof *src, 0, err, "segments");
+    int *len = src ? fy_arena_alloc(&ctx->arena, sg.n + 1, sizeof *len, 0, err, "segments") : NULL;
+    if (!rc && !len) rc = FANYI_ERR_MEMORY;
     for (int k = 0; !rc && k < n_seg; k++) {
         src[k] = sg.v[k].ids.ids;
         len[k] = (int)sg.v[k].ids.n;
     }
     fanyi_result *pieces = NULL, *results = NULL;
-    if (!rc) rc = fanyi_translate_ids(fm, src, len, n_seg, opts, &pieces, err);
+    if (!rc) rc = fy_translate_ids_in(ctx, fm, src, len, n_seg, opts, &pieces, err);
     if (!rc) rc = detokenize(fm, pieces, n_seg, err);
     if (!rc && !(results = fy_calloc((size_t)n, sizeof *results, err, "results"))) rc = FANYI_ERR_MEMORY;
     for (int k = 0, i = 0; !rc && i < n; i++) {
@@ -173,6 +174,23 @@ int fanyi_translate_text(const fanyi_model *fm, const char *const *lines, const 
     if (rc) fanyi_results_free(results, results ? n : 0);
     else *out = results;
     segments_free(&sg);
-    free(src), free(len), free(warnings);
+    return rc;
+}
+
+int fanyi_context_translate_text(fanyi_context *ctx, const fanyi_model *fm, const char *const *lines,
+                                 const size_t *line_len, int n, const fanyi_options *opts, fanyi_result **out,
+                                 fanyi_error *err) {
+    int rc = translate_text_in(ctx, fm, lines, line_len, n, opts, out, err);
+    fy_arena_reset(&ctx->arena);
+    return rc;
+}
+
+int fanyi_translate_text(const fanyi_model *fm, const char *const *lines, const size_t *line_len, int n,
+                         const fanyi_options *opts, fanyi_result **out, fanyi_error *err) {
+    fanyi_context *ctx;
+    *out = NULL;
+    int rc = fy_context_temporary(opts, &ctx, err);
+    if (!rc) rc = translate_text_in(ctx, fm, lines, line_len, n, opts, out, err);
+    fanyi_context_free(ctx);
     return rc;
 }

@@ -33,6 +33,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     fy_model m;
+    fy_arena arena = {0};
     fanyi_error err = {0};
     fy_config cfg;
     char *config_path = fy_path_join(argv[1], "config.json");
@@ -54,8 +55,8 @@ int main(int argc, char **argv) {
         int offset = 0;
         float *memory;
         fy_decoder dec;
-        if (fy_encode(&m, src, &offset, &ns, 1, &memory, NULL, &err) ||
-            fy_decoder_start(&dec, &m, memory, &offset, &ns, 1, 1, nt + 1, NULL, &err)) {
+        if (fy_encode(&m, src, &offset, &ns, 1, &memory, NULL, &arena, &err) ||
+            fy_decoder_start(&dec, &m, memory, &offset, &ns, 1, 1, nt + 1, NULL, &arena, &err)) {
             fprintf(stderr, "%s\n", err.message);
             return 2;
         }
@@ -72,9 +73,9 @@ int main(int argc, char **argv) {
         fwrite(&V, 4, 1, out);
         fwrite(lp, sizeof(float), (size_t)rows * V, out);
         free(lp);
-        fy_decoder_free(&dec);
-        free(memory);
+        fy_arena_reset(&arena);
     }
+    fy_arena_free(&arena);
     fclose(in);
     fclose(out);
     fy_model_free(&m);

@@ -26,3 +26,15 @@ def test_load_error_through_api():
     p = subprocess.run([os.path.join(BUILD, "api_example"), os.path.join(tmpdir(), "none")], capture_output=True,
                        text=True)
     assert p.returncode == 2 and "load failed (2)" in p.stderr and "config.json" in p.stderr
+
+
+def test_context_reuses_threads_and_memory():
+    """A warm execution context allocates nothing but results, and one sentence per call equals one call."""
+    from helpers import BUILD, random_model, tmpdir
+    d = os.path.join(tmpdir(), "ctx")
+    random_model(d, seed=3)
+    p = subprocess.run([os.path.join(BUILD, "context_check"), d], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    facts = dict(line.split() for line in p.stdout.splitlines())
+    assert facts == {"same_as_one_call": "40/40", "extra_allocations_per_warm_call": "0", "threads_mismatch": "1",
+                     "context_threads": "2"}, facts

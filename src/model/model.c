@@ -394,7 +394,7 @@ static void encoder_attention_rows(void *p, int task, int s0, int s1) {
 }
 
 int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *len, int n, float **memory,
-              fy_pool *pool, fanyi_error *err) {
+              fy_pool *pool, fy_arena *arena, fanyi_error *err) {
     const fy_config *c = &m->cfg;
     int total = 0, longest = 0;
     for (int i = 0; i < n; i++) {
@@ -403,15 +403,13 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
     }
     size_t d = (size_t)c->d_model, rows = (size_t)(total ? total : 1);
     size_t width = d > (size_t)c->d_ff ? d : (size_t)c->d_ff;
-    float *x = fy_calloc(rows * d, sizeof(float), err, "encoder states");
     size_t slots = (size_t)fy_pool_threads(pool), span = (size_t)longest + 1;
-    float *work = fy_calloc(rows * (4 * d + width) + span * slots, sizeof(float), err, "encoder buffers");
-    int *pos = fy_calloc(rows, sizeof(int), err, "positions");
-    const float **keys = fy_calloc(span * slots, 2 * sizeof *keys, err, "attention keys");
-    if (!x || !work || !pos || !keys) {
-        free(x), free(work), free(pos), free(keys);
-        return FANYI_ERR_MEMORY;
-    }
+    float *x = fy_arena_alloc(arena, rows * d, sizeof(float), 1, err, "encoder states");
+    float *work = x ? fy_arena_alloc(arena, rows * (4 * d + width) + span * slots, sizeof(float), 1, err,
+                                     "encoder buffers") : NULL;
+    int *pos = work ? fy_arena_alloc(arena, rows, sizeof(int), 1, err, "positions") : NULL;
+    const float **keys = pos ? fy_arena_alloc(arena, span * slots, 2 * sizeof *keys, 1, err, "attention keys") : NULL;
+    if (!keys) return FANYI_ERR_MEMORY;
     float *h = work, *qkv = h + rows * d, *attn = qkv + 3 * rows * d;
     float *o = qkv;                                   /* written once attention has read qkv */
     float *ff = attn, *scores = attn + rows * width; /* attn and ff are never live together */
@@ -429,9 +427,6 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
         feed_forward(c, L, x, h, ff, o, total, pool);
     }
     if (c->encoder_final_norm) layernorm(c, &m->enc_final, x, x, total, pool);
-    free(work);
-    free(pos);
-    free(keys);
     *memory = x;
     return FANYI_OK;
 }
@@ -439,7 +434,8 @@ int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *l
 /* ---- decoder ---------------------------------------------------------- */
 
 int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, const int *src_offset,
-                     const int *src_len, int n_sent, int max_rows, int max_steps, fy_pool *pool, fanyi_error *err) {
+                     const int *src_len, int n_sent, int max_rows, int max_steps, fy_pool *pool, fy_arena *arena,
+                     fanyi_error *err) {
     const fy_config *c = &m->cfg;
     memset(dec, 0, sizeof *dec);
     dec->m = m;
@@ -457,29 +453,27 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
     size_t d = (size_t)c->d_model, L = (size_t)c->decoder_layers, R = (size_t)max_rows, S = (size_t)max_steps;
     size_t cross = L * (size_t)(total ? total : 1) * 2 * d, self = L * S * R * d;
     size_t span = (size_t)(longest > max_steps ? longest : max_steps);
-    dec->cross_kv = fy_calloc(cross, sizeof(float), err, "cross-attention keys and values");
-    dec->self_k = malloc(self * sizeof(float)); /* written before read; pages committed as used */
-    dec->self_v = malloc(self * sizeof(float));
-    dec->hist = fy_calloc(R * S, sizeof(int), err, "beam history");
-    dec->hist_next = fy_calloc(R * S, sizeof(int), err, "beam history");
-    dec->x = fy_calloc(R * d, sizeof(float), err, "decoder states");
-    dec->h = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
-    dec->q = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
-    dec->qkv = fy_calloc(R * 3 * d, sizeof(float), err, "decoder buffers");
-    dec->attn = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
-    dec->o = fy_calloc(R * d, sizeof(float), err, "decoder buffers");
-    dec->ff = fy_calloc(R * (size_t)c->d_ff, sizeof(float), err, "decoder buffers");
     /* Per-thread scratch for fy_attend: one slot per pool thread. */
     size_t slots = (size_t)fy_pool_threads(pool);
     dec->span = (int)span;
-    dec->scores = fy_calloc(span * slots, sizeof(float), err, "attention scores");
-    dec->keys = fy_calloc(span * slots, sizeof *dec->keys, err, "attention keys");
-    dec->vals = fy_calloc(span * slots, sizeof *dec->vals, err, "attention values");
-    if (!dec->cross_kv || !dec->self_k || !dec->self_v || !dec->hist || !dec->hist_next || !dec->x || !dec->h ||
-        !dec->q || !dec->qkv || !dec->attn || !dec->o || !dec->ff || !dec->scores || !dec->keys || !dec->vals) {
-        fy_decoder_free(dec);
-        return fy_fail(err, FANYI_ERR_MEMORY, "out of memory sizing the decoder for %d rows x %d steps", max_rows,
-                       max_steps);
+    struct { void *p; size_t n, size; int zero; } bufs[] = {
+        {&dec->cross_kv, cross, sizeof(float), 0}, /* written by the projection below */
+        {&dec->self_k, self, sizeof(float), 0},    /* written before read */
+        {&dec->self_v, self, sizeof(float), 0},
+        {&dec->hist, R * S, sizeof(int), 1},       {&dec->hist_next, R * S, sizeof(int), 1},
+        {&dec->x, R * d, sizeof(float), 1},        {&dec->h, R * d, sizeof(float), 1},
+        {&dec->q, R * d, sizeof(float), 1},        {&dec->qkv, R * 3 * d, sizeof(float), 1},
+        {&dec->attn, R * d, sizeof(float), 1},     {&dec->o, R * d, sizeof(float), 1},
+        {&dec->ff, R * (size_t)c->d_ff, sizeof(float), 1},
+        {&dec->scores, span * slots, sizeof(float), 1},
+        {&dec->keys, span * slots, sizeof *dec->keys, 1}, {&dec->vals, span * slots, sizeof *dec->vals, 1},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+        void *p = fy_arena_alloc(arena, bufs[i].n, bufs[i].size, bufs[i].zero, err, "the decoder");
+        if (!p)
+            return fy_fail(err, FANYI_ERR_MEMORY, "out of memory sizing the decoder for %d rows x %d steps", max_rows,
+                           max_steps);
+        memcpy(bufs[i].p, &p, sizeof p);
     }
     for (size_t l = 0; l < L; l++) {
         const fy_attn *a = &m->dec[l].cross_attn;
@@ -592,10 +586,3 @@ void fy_decoder_reorder(fy_decoder *dec, const int *parent, int n_rows) {
     dec->n_rows = n_rows;
 }
 
-void fy_decoder_free(fy_decoder *dec) {
-    free(dec->cross_kv), free(dec->self_k), free(dec->self_v), free(dec->qkv);
-    free(dec->hist), free(dec->hist_next);
-    free(dec->x), free(dec->h), free(dec->q), free(dec->attn), free(dec->o), free(dec->ff), free(dec->scores);
-    free(dec->keys), free(dec->vals);
-    memset(dec, 0, sizeof *dec);
-}

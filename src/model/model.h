@@ -23,6 +23,7 @@
 #ifndef FANYI_MODEL_H
 #define FANYI_MODEL_H
 
+#include "arena.h"
 #include "config.h"
 #include "gemm.h"
 #include "weights.h"
@@ -59,9 +60,9 @@ int fy_model_load(fy_model *m, const char *dir, const fy_config *cfg, fanyi_erro
 void fy_model_free(fy_model *m);
 
 /* Encodes n sentences packed in `ids` (sentence i at offset[i], length len[i],
- * each at most max_positions) into memory [sum(len), d], allocated here. */
+ * each at most max_positions) into memory [sum(len), d]; its buffers come from the arena. */
 int fy_encode(const fy_model *m, const int *ids, const int *offset, const int *len, int n, float **memory,
-              fy_pool *pool, fanyi_error *err);
+              fy_pool *pool, fy_arena *arena, fanyi_error *err);
 
 typedef struct fy_decoder {
     const fy_model *m;
@@ -77,8 +78,10 @@ typedef struct fy_decoder {
     int step, n_rows;
 } fy_decoder;
 
+/* Sizes every buffer of the decoder (from the arena) and projects the cross-attention keys and values. */
 int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, const int *src_offset,
-                     const int *src_len, int n_sent, int max_rows, int max_steps, fy_pool *pool, fanyi_error *err);
+                     const int *src_len, int n_sent, int max_rows, int max_steps, fy_pool *pool, fy_arena *arena,
+                     fanyi_error *err);
 /* One position for rows 0..n_rows-1: row r continues token tokens[r] of a
  * hypothesis of sentence row_sent[r]. Writes the logits [n_rows, Vt] and each
  * row's log-sum-exp: log p(v) = logits[r][v] - lse[r], computed only where
@@ -86,6 +89,5 @@ int fy_decoder_start(fy_decoder *dec, const fy_model *m, const float *memory, co
 void fy_decoder_step(fy_decoder *dec, const int *tokens, const int *row_sent, int n_rows, float *logits, float *lse);
 /* After a step: new row i continues old row parent[i]. */
 void fy_decoder_reorder(fy_decoder *dec, const int *parent, int n_rows);
-void fy_decoder_free(fy_decoder *dec);
 
 #endif

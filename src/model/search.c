@@ -53,16 +53,9 @@ static int length_limit(const fy_config *cfg, const fy_search_opts *o, int src_l
     return limit < 1 ? 1 : limit;
 }
 
-static void state_free(search_state *s) {
-    free(s->logits), free(s->lse), free(s->row_sent), free(s->row_tok), free(s->row_lp);
-    free(s->next_sent), free(s->next_tok), free(s->next_parent), free(s->next_lp);
-    free(s->gen_tok), free(s->gen_parent), free(s->steps), free(s->n_finished), free(s->n_inserted);
-    free(s->finished), free(s->finished_tokens), free(s->cand), free(s->forbidden);
-    free(s->n_cand), free(s->group_first), free(s->group_end), free(s->history);
-}
-
+/* Every buffer of the step loop, sized for the batch, from the arena. */
 static int state_init(search_state *s, const fy_model *m, const int *len, int n, const fy_search_opts *o,
-                      fanyi_error *err) {
+                      fy_arena *arena, fanyi_error *err) {
     const fy_config *c = &m->cfg;
     memset(s, 0, sizeof *s);
     s->n_sent = n;
@@ -72,43 +65,35 @@ static int state_init(search_state *s, const fy_model *m, const int *len, int n,
     s->eos = c->eos_id;
     s->forced_eos = c->forced_eos;
     s->early_stopping = c->early_stopping;
-    size_t R = (size_t)s->max_rows, V = (size_t)s->vocab;
-    s->steps = fy_calloc((size_t)n, sizeof(int), err, "search limits");
+    s->decoder_start = c->decoder_start_id;
+    size_t R = (size_t)s->max_rows, V = (size_t)s->vocab, N = (size_t)n;
+    s->steps = fy_arena_alloc(arena, N, sizeof(int), 0, err, "search limits");
     if (!s->steps) return FANYI_ERR_MEMORY;
     for (int i = 0; i < n; i++) {
         s->steps[i] = length_limit(c, o, len[i]) + (c->forced_eos ? 1 : 0);
         if (s->steps[i] > s->max_steps) s->max_steps = s->steps[i];
     }
     size_t S = (size_t)s->max_steps;
-    s->logits = fy_calloc(R * V, sizeof(float), err, "logits");
-    s->lse = fy_calloc(R, sizeof(float), err, "log-sum-exp");
-    s->row_sent = fy_calloc(R, sizeof(int), err, "search rows");
-    s->row_tok = fy_calloc(R, sizeof(int), err, "search rows");
-    s->row_lp = fy_calloc(R, sizeof(float), err, "search rows");
-    s->next_sent = fy_calloc(R, sizeof(int), err, "search rows");
-    s->next_tok = fy_calloc(R, sizeof(int), err, "search rows");
-    s->next_parent = fy_calloc(R, sizeof(int), err, "search rows");
-    s->next_lp = fy_calloc(R, sizeof(float), err, "search rows");
-    s->gen_tok = fy_calloc(R * S, sizeof(int), err, "search history");
-    s->gen_parent = fy_calloc(R * S, sizeof(int), err, "search history");
-    s->n_finished = fy_calloc((size_t)n, sizeof(int), err, "beams");
-    s->n_inserted = fy_calloc((size_t)n, sizeof(int), err, "beams");
-    s->finished = fy_calloc(R, sizeof(finished_hyp), err, "finished hypotheses");
-    s->finished_tokens = fy_calloc(R * S, sizeof(int), err, "finished hypotheses");
-    s->cand = fy_calloc(2 * R, sizeof(candidate), err, "candidates");
-    s->n_cand = fy_calloc((size_t)n, sizeof(int), err, "candidates");
-    s->group_first = fy_calloc((size_t)n, sizeof(int), err, "search rows");
-    s->group_end = fy_calloc((size_t)n, sizeof(int), err, "search rows");
-    s->forbidden = fy_calloc(V, 1, err, "forbidden ids");
     int guards = o->no_repeat_ngram > 0 || o->repetition_penalty != 1.0f;
-    s->history = guards ? fy_calloc(R * (S + 1), sizeof(int), err, "token history") : NULL;
-    s->decoder_start = c->decoder_start_id;
-    if (guards && !s->history) return FANYI_ERR_MEMORY;
-    if (!s->logits || !s->lse || !s->row_sent || !s->row_tok || !s->row_lp || !s->next_sent || !s->next_tok ||
-        !s->next_parent || !s->next_lp || !s->gen_tok || !s->gen_parent || !s->n_inserted || !s->n_finished ||
-        !s->finished || !s->finished_tokens || !s->cand || !s->forbidden || !s->n_cand || !s->group_first ||
-        !s->group_end)
-        return FANYI_ERR_MEMORY;
+    struct { void *p; size_t n, size; } bufs[] = {
+        {&s->lse, R, sizeof(float)},
+        {&s->row_sent, R, sizeof(int)},       {&s->row_tok, R, sizeof(int)},       {&s->row_lp, R, sizeof(float)},
+        {&s->next_sent, R, sizeof(int)},      {&s->next_tok, R, sizeof(int)},
+        {&s->next_parent, R, sizeof(int)},    {&s->next_lp, R, sizeof(float)},
+        {&s->gen_tok, R * S, sizeof(int)},    {&s->gen_parent, R * S, sizeof(int)},
+        {&s->n_finished, N, sizeof(int)},     {&s->n_inserted, N, sizeof(int)},
+        {&s->finished, R, sizeof(finished_hyp)}, {&s->finished_tokens, R * S, sizeof(int)},
+        {&s->cand, 2 * R, sizeof(candidate)}, {&s->n_cand, N, sizeof(int)},
+        {&s->group_first, N, sizeof(int)},    {&s->group_end, N, sizeof(int)},
+        {&s->forbidden, V, 1},                {&s->history, guards ? R * (S + 1) : 0, sizeof(int)},
+    };
+    s->logits = fy_arena_alloc(arena, R * V, sizeof(float), 0, err, "logits"); /* each step writes its rows */
+    if (!s->logits) return FANYI_ERR_MEMORY;
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
+        void *p = bufs[i].n ? fy_arena_alloc(arena, bufs[i].n, bufs[i].size, 1, err, "the search") : NULL;
+        if (bufs[i].n && !p) return FANYI_ERR_MEMORY;
+        memcpy(bufs[i].p, &p, sizeof p);
+    }
     s->forbidden[c->pad_id] = 1;
     for (int i = 0; i < c->n_forbidden; i++) s->forbidden[c->forbidden_ids[i]] = 1;
     for (int i = 0; i < n; i++) {
@@ -306,16 +291,16 @@ static int collect(search_state *s, const fy_search_opts *o, fy_hyp *hyps, int *
 }
 
 int fy_search(const fy_model *m, const int *ids, const int *offset, const int *len, int n, const fy_search_opts *o,
-              fy_hyp *hyps, int *n_hyps, fy_pool *pool, fanyi_error *err) {
+              fy_hyp *hyps, int *n_hyps, fy_pool *pool, fy_arena *arena, fanyi_error *err) {
     for (int i = 0; i < n; i++) n_hyps[i] = 0;
     if (n == 0) return FANYI_OK;
     search_state s;
     fy_decoder dec;
     float *memory = NULL;
     memset(&dec, 0, sizeof dec);
-    int rc = state_init(&s, m, len, n, o, err);
-    if (!rc) rc = fy_encode(m, ids, offset, len, n, &memory, pool, err);
-    if (!rc) rc = fy_decoder_start(&dec, m, memory, offset, len, n, s.max_rows, s.max_steps, pool, err);
+    int rc = state_init(&s, m, len, n, o, arena, err);
+    if (!rc) rc = fy_encode(m, ids, offset, len, n, &memory, pool, arena, err);
+    if (!rc) rc = fy_decoder_start(&dec, m, memory, offset, len, n, s.max_rows, s.max_steps, pool, arena, err);
     int n_rows = n;
     for (int t = 0; !rc && n_rows > 0; t++) {
         fy_decoder_step(&dec, s.row_tok, s.row_sent, n_rows, s.logits, s.lse);
@@ -338,8 +323,5 @@ int fy_search(const fy_model *m, const int *ids, const int *offset, const int *l
         n_rows = n_next;
     }
     if (!rc) rc = collect(&s, o, hyps, n_hyps, err);
-    fy_decoder_free(&dec);
-    free(memory);
-    state_free(&s);
     return rc;
 }

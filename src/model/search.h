@@ -20,8 +20,8 @@
  * and NoRepeatNGramLogitsProcessor do in its beam search: on the
  * log-probabilities, before the ranking, without renormalizing.
  *
- * All buffers are sized once per batch by fy_search(); the step loop does
- * not allocate.
+ * All buffers are sized once per batch by fy_search(), from the caller's
+ * arena; the step loop does not allocate.
  */
 #ifndef FANYI_SEARCH_H
 #define FANYI_SEARCH_H
@@ -46,6 +46,6 @@ typedef struct fy_hyp {
  * wants it). hyps[i*nbest .. ] receives up to nbest hypotheses of sentence i,
  * best first; n_hyps[i] says how many. */
 int fy_search(const fy_model *m, const int *ids, const int *offset, const int *len, int n, const fy_search_opts *o,
-              fy_hyp *hyps, int *n_hyps, fy_pool *pool, fanyi_error *err);
+              fy_hyp *hyps, int *n_hyps, fy_pool *pool, fy_arena *arena, fanyi_error *err);
 
 #endif
