@@ -92,13 +92,19 @@ $(BUILD)/context_check: tests/context_check.c $(BUILD)/libfanyi.a
 	$(CC) $(ALL_CFLAGS) -Iinclude $(ALL_LDFLAGS) -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc \
 	  -o $@ tests/context_check.c $(BUILD)/libfanyi.a $(LIBS)
 
+$(BUILD)/alloc_failure: tests/alloc_failure.c $(BUILD)/libfanyi.a
+	$(CC) $(ALL_CFLAGS) -Iinclude $(ALL_LDFLAGS) \
+	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc,--wrap=strdup \
+	  -o $@ tests/alloc_failure.c $(BUILD)/libfanyi.a $(LIBS)
+
 $(BUILD)/api_example: tests/api_example.c $(BUILD)/libfanyi.a
 	$(CC) $(ALL_CFLAGS) -Iinclude $(ALL_LDFLAGS) -o $@ tests/api_example.c $(BUILD)/libfanyi.a $(LIBS)
 
 run: $(BIN)
 	./$(BIN) data/sample.en
 
-test: $(BIN) lib $(BUILD)/unit_tests $(BUILD)/dump_logprobs $(BUILD)/api_example $(BUILD)/context_check
+test: $(BIN) lib $(BUILD)/unit_tests $(BUILD)/dump_logprobs $(BUILD)/api_example $(BUILD)/context_check \
+      $(BUILD)/alloc_failure
 	@sh tools/ensure-deps.sh test
 	@FANYI_BIN=./$(BIN) FANYI_BUILD=$(BUILD) $(PYTHON) tests/run_tests.py $(TESTS)
 

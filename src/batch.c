@@ -113,7 +113,7 @@ int fanyi_context_translate_ids(fanyi_context *ctx, const fanyi_model *fm, const
 
 int fanyi_translate_ids(const fanyi_model *fm, const int *const *src, const int *src_len, int n,
                         const fanyi_options *opts, fanyi_result **out, fanyi_error *err) {
-    fanyi_context *ctx;
+    fanyi_context *ctx = NULL;
     *out = NULL;
     int rc = fy_context_temporary(opts, &ctx, err);
     if (!rc) rc = fy_translate_ids_in(ctx, fm, src, src_len, n, opts, out, err);

@@ -187,7 +187,7 @@ int fanyi_context_translate_text(fanyi_context *ctx, const fanyi_model *fm, cons
 
 int fanyi_translate_text(const fanyi_model *fm, const char *const *lines, const size_t *line_len, int n,
                          const fanyi_options *opts, fanyi_result **out, fanyi_error *err) {
-    fanyi_context *ctx;
+    fanyi_context *ctx = NULL;
     *out = NULL;
     int rc = fy_context_temporary(opts, &ctx, err);
     if (!rc) rc = translate_text_in(ctx, fm, lines, line_len, n, opts, out, err);

@@ -38,3 +38,19 @@ def test_context_reuses_threads_and_memory():
     facts = dict(line.split() for line in p.stdout.splitlines())
     assert facts == {"same_as_one_call": "40/40", "extra_allocations_per_warm_call": "0", "threads_mismatch": "1",
                      "context_threads": "2"}, facts
+
+
+def test_allocation_failure_is_reported_and_leaks_nothing():
+    """Every allocation of a load and a translation, failed in turn: FANYI_ERR_MEMORY with a message, or the
+    same output as without failures; never another code or a crash (and no leak under the sanitizers)."""
+    from helpers import BUILD, text_model, tmpdir
+    for dtype in ("f32", "int8"):
+        d = os.path.join(tmpdir(), "alloc-" + dtype)
+        text_model(d, seed=3, dtype=dtype)
+        p = subprocess.run([os.path.join(BUILD, "alloc_failure"), d], capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        facts = dict(line.rsplit(" ", 1) for line in p.stdout.splitlines() if line.count(" ") == 1)
+        total, memory, same = int(facts["allocations"]), int(facts["reported_as_memory"]), int(
+            facts["survived_same_output"])
+        assert facts["wrong"] == "0", p.stdout
+        assert total > 200 and memory + same == total and memory > total * 0.9, facts

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
+
 /* A small reader that remembers the file for error messages. */
 typedef struct {
     const cJSON *root;
@@ -163,9 +165,9 @@ int fy_config_parse(fy_config *cfg, const char *json, size_t len, const char *pa
     const int big = 1 << 24;
     if (!rc) rc = read_int(&r, "src_vocab_size", 1, 0, 1, big, &cfg->src_vocab_size);
     if (!rc) rc = read_int(&r, "tgt_vocab_size", 1, 0, 1, big, &cfg->tgt_vocab_size);
-    if (!rc) rc = read_int(&r, "d_model", 1, 0, 1, 65536, &cfg->d_model);
+    if (!rc) rc = read_int(&r, "d_model", 1, 0, 1, FY_MAX_K, &cfg->d_model);
     if (!rc) rc = read_int(&r, "n_heads", 1, 0, 1, 1024, &cfg->n_heads);
-    if (!rc) rc = read_int(&r, "d_ff", 1, 0, 1, 1 << 20, &cfg->d_ff);
+    if (!rc) rc = read_int(&r, "d_ff", 1, 0, 1, FY_MAX_K, &cfg->d_ff);
     if (!rc) rc = read_int(&r, "encoder_layers", 1, 0, 0, 256, &cfg->encoder_layers);
     if (!rc) rc = read_int(&r, "decoder_layers", 1, 0, 1, 256, &cfg->decoder_layers);
     if (!rc) rc = read_int(&r, "max_positions", 1, 0, 2, 1 << 16, &cfg->max_positions);

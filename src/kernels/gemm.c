@@ -52,6 +52,7 @@ int fy_pack(const float *w, int n, int k, fy_packed *out) {
 int fy_pack_q8(const int8_t *q, const void *scale_le, int n, int k, fy_packed *out) {
     size_t panels = (size_t)(n + FY_PANEL - 1) / FY_PANEL;
     memset(out, 0, sizeof *out);
+    if (k > FY_MAX_K) return 0;
     out->n = n;
     out->k = k;
     out->k4 = (k + 3) & ~3;
@@ -289,17 +290,16 @@ static void q8_rows(const uint8_t *xu, const float *sx, int M, const fy_packed *
  * quantized rows would not fit the caller's stack buffer). */
 static void gemm_q8_panels(const float *x, int M, const fy_packed *w, const epilogue *ep, float *y, int ldy, int p0,
                            int p1) {
+    /* All the scratch is here before the work starts: K <= FY_MAX_K keeps at least three rows in it. */
     uint8_t xu[Q_BLOCK * 4096];
     float sx[Q_BLOCK];
-    int block = w->k4 <= 4096 ? Q_BLOCK : 1;
-    uint8_t *buf = w->k4 <= 4096 ? xu : malloc((size_t)w->k4); /* only for K > 4096 */
-    if (!buf) return;
+    int block = (int)(sizeof xu / (size_t)w->k4);
+    if (block > Q_BLOCK) block = Q_BLOCK;
     for (int m0 = 0; m0 < M; m0 += block) {
         int rows = M - m0 < block ? M - m0 : block;
-        for (int r = 0; r < rows; r++) quantize_row(x + (size_t)(m0 + r) * w->k, w->k, w->k4, buf + (size_t)r * w->k4, &sx[r]);
-        q8_rows(buf, sx, rows, w, p0, p1, ep, y + (size_t)m0 * ldy, ldy);
+        for (int r = 0; r < rows; r++) quantize_row(x + (size_t)(m0 + r) * w->k, w->k, w->k4, xu + (size_t)r * w->k4, &sx[r]);
+        q8_rows(xu, sx, rows, w, p0, p1, ep, y + (size_t)m0 * ldy, ldy);
     }
-    if (buf != xu) free(buf);
 }
 
 /* ---- portable: the same fma chain per element ---- */

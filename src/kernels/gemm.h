@@ -24,6 +24,8 @@
 #include "pool.h"
 
 #define FY_PANEL 16
+/* The most inputs (K) a product may have; config.json's d_model and d_ff are held to it. */
+#define FY_MAX_K 65536
 
 typedef struct fy_packed {
     float *data;    /* f32: ceil(n / FY_PANEL) panels of [k][FY_PANEL] */
