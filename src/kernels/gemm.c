@@ -6,6 +6,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define FY_X86 1
 #endif
@@ -274,10 +275,76 @@ __attribute__((target("avx2"))) static void q8_rows_avx2(const uint8_t *xu, cons
 }
 #endif
 
+#ifdef FY_X86
+/* AVX-512 VNNI: one vpdpbusd adds the four u8 x s8 products of 16 columns to
+ * their int32 sums, exactly the sums above (integers, no saturation), so the
+ * bits are those of the portable kernel. 12 rows x 16 columns per tile. */
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+enum { VNNI_ROWS = 12 };
+
+VNNI static void q8_tile_vnni(const uint8_t *xu, int k4, const int8_t *panel, int32_t acc_out[VNNI_ROWS][FY_PANEL]) {
+    __m512i a[VNNI_ROWS];
+    for (int r = 0; r < VNNI_ROWS; r++) a[r] = _mm512_setzero_si512();
+    for (int kq = 0; kq < k4 / 4; kq++) {
+        __m512i w = _mm512_load_si512((const void *)(panel + (size_t)kq * 64));
+        for (int r = 0; r < VNNI_ROWS; r++) {
+            int32_t word;
+            memcpy(&word, xu + (size_t)r * k4 + kq * 4, 4);
+            a[r] = _mm512_dpbusd_epi32(a[r], _mm512_set1_epi32(word), w);
+        }
+    }
+    for (int r = 0; r < VNNI_ROWS; r++) _mm512_storeu_si512((void *)acc_out[r], a[r]);
+}
+
+/* 1 row x up to 4 panels, for the rows a tile leaves over. */
+VNNI static void q8_row_vnni(const uint8_t *xu, int k4, const int8_t *panel0, size_t stride, int n_panels,
+                             int32_t acc_out[4][FY_PANEL]) {
+    __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+    for (int kq = 0; kq < k4 / 4; kq++) {
+        int32_t word;
+        memcpy(&word, xu + kq * 4, 4);
+        __m512i xb = _mm512_set1_epi32(word);
+        for (int p = 0; p < n_panels; p++)
+            a[p] = _mm512_dpbusd_epi32(a[p], xb, _mm512_load_si512((const void *)(panel0 + p * stride + (size_t)kq * 64)));
+    }
+    for (int p = 0; p < n_panels; p++) _mm512_storeu_si512((void *)acc_out[p], a[p]);
+}
+
+/* As q8_rows_avx2: blocks of rows, one panel at a time over the block. */
+VNNI static void q8_rows_vnni(const uint8_t *xu, const float *sx, int rows, const fy_packed *w, int p0, int p1,
+                              const epilogue *ep, float *y, int ldy) {
+    int k4 = w->k4;
+    size_t stride = (size_t)k4 * FY_PANEL;
+    for (int m0 = 0; m0 < rows; m0 += M_BLOCK) {
+        int m1 = m0 + M_BLOCK < rows ? m0 + M_BLOCK : rows, full_end = m0 + (m1 - m0) / VNNI_ROWS * VNNI_ROWS;
+        for (int p = p0; p < p1; p++) {
+            const int8_t *panel = w->q + (size_t)p * stride;
+            int col0 = p * FY_PANEL, cols = w->n - col0 < FY_PANEL ? w->n - col0 : FY_PANEL;
+            int r = m0;
+            for (; r < full_end; r += VNNI_ROWS) {
+                int32_t acc[VNNI_ROWS][FY_PANEL];
+                q8_tile_vnni(xu + (size_t)r * k4, k4, panel, acc);
+                for (int i = 0; i < VNNI_ROWS; i++)
+                    q8_finish(acc[i], w, col0, cols, sx[r + i], ep, y + (size_t)(r + i) * ldy + col0);
+            }
+            for (; r < m1; r++) {
+                int32_t acc[4][FY_PANEL];
+                q8_row_vnni(xu + (size_t)r * k4, k4, panel, stride, 1, acc);
+                q8_finish(acc[0], w, col0, cols, sx[r], ep, y + (size_t)r * ldy + col0);
+            }
+        }
+    }
+}
+#endif
+
 /* Panels [p0, p1) of an int8 product over rows already quantized (xu: M rows of k4). */
 static void q8_rows(const uint8_t *xu, const float *sx, int M, const fy_packed *w, int p0, int p1, const epilogue *ep,
                     float *y, int ldy) {
 #ifdef FY_X86
+    if (fy_int8_kind() == FY_INT8_VNNI) {
+        q8_rows_vnni(xu, sx, M, w, p0, p1, ep, y, ldy);
+        return;
+    }
     if (fy_simd_enabled()) {
         q8_rows_avx2(xu, sx, M, w, p0, p1, ep, y, ldy);
         return;
@@ -418,6 +485,18 @@ static int have_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
+
+/* AVX-512 F, BW and VNNI from CPUID leaf 7, and an OS that saves the ZMM
+ * registers (XCR0 bits 1, 2, 5, 6, 7); by CPUID, as clang's builtin lacks the names. */
+static int have_avx512_vnni(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0; /* OSXSAVE */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!(b & (1u << 16)) || !(b & (1u << 30)) || !(c & (1u << 11))) return 0;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 0xe6) == 0xe6;
+}
 #endif
 
 typedef void (*tile_fn)(const float *, int, int, const float *, int, float *, int);
@@ -427,12 +506,25 @@ typedef void (*tile_fn)(const float *, int, int, const float *, int, float *, in
 static tile_fn chosen_tile = tile_portable;
 static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 
+static int chosen_int8 = FY_INT8_PORTABLE;
+
+/* FANYI_GEMM=portable forces the C kernels, FANYI_GEMM=avx2 the AVX2 ones
+ * where AVX-512 would be used: tests check that all give the same bits. */
 static void choose_tile(void) {
     const char *force = getenv("FANYI_GEMM");
     if (force && !strcmp(force, "portable")) return;
 #ifdef FY_X86
-    if (have_avx2()) chosen_tile = tile_avx2;
+    if (have_avx2()) {
+        chosen_tile = tile_avx2;
+        chosen_int8 = FY_INT8_AVX2;
+        if (!(force && !strcmp(force, "avx2")) && have_avx512_vnni()) chosen_int8 = FY_INT8_VNNI;
+    }
 #endif
+}
+
+int fy_int8_kind(void) {
+    pthread_once(&choose_once, choose_tile);
+    return chosen_int8;
 }
 
 static tile_fn pick_tile(void) {
@@ -540,4 +632,7 @@ void fy_gemm_relu(const float *x, int M, const fy_packed *w, const float *bias, 
 
 int fy_simd_enabled(void) { return pick_tile() != tile_portable; }
 
-const char *fy_gemm_kernel(void) { return fy_simd_enabled() ? "avx2" : "portable"; }
+const char *fy_gemm_kernel(void) {
+    static const char *const names[] = {"portable", "avx2", "avx2, int8 avx512-vnni"};
+    return names[fy_int8_kind()];
+}

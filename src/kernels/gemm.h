@@ -59,6 +59,9 @@ void fy_gemm_relu(const float *x, int M, const fy_packed *w, const float *bias, 
 /* 1 if the AVX2+FMA kernels are in use (CPU support, and FANYI_GEMM is not
  * "portable"); every vector kernel has a scalar twin giving the same bits. */
 int fy_simd_enabled(void);
+/* The int8 kernel in use: the AVX-512 VNNI one where the CPU has it. */
+enum { FY_INT8_PORTABLE, FY_INT8_AVX2, FY_INT8_VNNI };
+int fy_int8_kind(void);
 
 /* The kernel in use: "avx2" or "portable". */
 const char *fy_gemm_kernel(void);

@@ -1,32 +1,45 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 /*
- * A job is published by bumping `generation`; workers that finished the last
- * job moments ago spin on it for a while before sleeping on `wake`, and the
- * caller spins on `busy` before sleeping on `done`. A decoder step runs a few
- * dozen short jobs, and a futex wake-up per job would cost more than a small
- * product: the spin is bounded (tens of microseconds), so an idle or oversubscribed
- * pool still sleeps.
+ * A job is published in one atomic word, `ticket`: its generation, its task
+ * count and the next task to take. A thread claims a task with a
+ * compare-and-swap on the ticket, so a thread that wakes late, after the job
+ * is over, claims nothing and cannot run a task of the next job with a stale
+ * function or count. The job is over
+ * when `finished` reaches its task count -- not when every worker has checked
+ * in -- so on a busy machine the caller does the tasks of a worker that is not
+ * running, instead of waiting for its next time slice.
+ *
+ * Waiting spins a little (a decoder step runs dozens of short jobs, and a
+ * futex wake-up per job costs more than a small product), then yields the
+ * CPU while it spins, then sleeps: a loaded machine gets the core back.
  */
-enum { SPIN_ROUNDS = 4000 };
+enum { SPIN_ROUNDS = 256, YIELD_ROUNDS = 64 };
+
+/* ticket: generation (24 bits) | task count (20 bits) | next task (20 bits) */
+#define TASK_BITS 20
+#define TASK_MASK ((1ull << TASK_BITS) - 1)
+static unsigned long long generation_of(unsigned long long t) { return t >> (2 * TASK_BITS); }
+static int count_of(unsigned long long t) { return (int)((t >> TASK_BITS) & TASK_MASK); }
+static int next_of(unsigned long long t) { return (int)(t & TASK_MASK); }
 
 struct fy_pool {
     int n_workers;
     pthread_t *workers;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    atomic_ulong generation; /* bumped (under mu) for every job */
-    int stop;
-    atomic_int busy;         /* workers still inside the current job */
-    fy_task_fn fn;
+    atomic_ullong ticket;   /* the current job: see above */
+    atomic_int finished;    /* tasks of the current job that have returned */
+    atomic_int sleepers;    /* callers waiting on `done` */
+    atomic_int stop;
+    fy_task_fn fn;          /* written while no task can be claimed, read after a claim */
     void *ctx;
-    int n_tasks;
-    atomic_int next;
 };
 
 static void cpu_relax(void) {
@@ -35,29 +48,53 @@ static void cpu_relax(void) {
 #endif
 }
 
-static void drain(fy_pool *p) {
-    for (int t; (t = atomic_fetch_add(&p->next, 1)) < p->n_tasks;) p->fn(p->ctx, t);
+/* Spins, then yields, while cond(p, arg) holds; returns 1 if it stopped holding. */
+static int wait_briefly(const fy_pool *p, int (*cond)(const fy_pool *, unsigned long long),
+                        unsigned long long arg) {
+    for (int i = 0; i < SPIN_ROUNDS; i++) {
+        if (!cond(p, arg)) return 1;
+        cpu_relax();
+    }
+    for (int i = 0; i < YIELD_ROUNDS; i++) {
+        if (!cond(p, arg)) return 1;
+        sched_yield();
+    }
+    return !cond(p, arg);
+}
+
+/* Claims and runs tasks of generation gen until none is left. */
+static void drain(fy_pool *p, unsigned long long gen) {
+    unsigned long long t = atomic_load(&p->ticket);
+    while (generation_of(t) == gen && next_of(t) < count_of(t)) {
+        if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1)) continue; /* t reloaded */
+        int n_tasks = count_of(t);
+        p->fn(p->ctx, next_of(t));
+        if (atomic_fetch_add(&p->finished, 1) + 1 == n_tasks && atomic_load(&p->sleepers)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_broadcast(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+        t = atomic_load(&p->ticket);
+    }
+}
+
+static int same_generation(const fy_pool *p, unsigned long long gen) {
+    return generation_of(atomic_load(&((fy_pool *)p)->ticket)) == gen && !atomic_load(&((fy_pool *)p)->stop);
 }
 
 static void *worker_main(void *arg) {
     fy_pool *p = arg;
-    unsigned long seen = 0;
+    unsigned long long seen = 0;
     for (;;) {
-        for (int i = 0; i < SPIN_ROUNDS && atomic_load(&p->generation) == seen; i++) cpu_relax();
-        pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->generation) == seen && !p->stop) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop) {
-            pthread_mutex_unlock(&p->mu);
-            return NULL;
-        }
-        seen = atomic_load(&p->generation);
-        pthread_mutex_unlock(&p->mu);
-        drain(p);
-        if (atomic_fetch_sub(&p->busy, 1) == 1) {
+        if (!wait_briefly(p, same_generation, seen)) {
             pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done);
+            while (generation_of(atomic_load(&p->ticket)) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->wake, &p->mu);
             pthread_mutex_unlock(&p->mu);
         }
+        if (atomic_load(&p->stop)) return NULL;
+        seen = generation_of(atomic_load(&p->ticket));
+        drain(p, seen);
     }
 }
 
@@ -86,7 +123,7 @@ fy_pool *fy_pool_create(int threads) {
 void fy_pool_free(fy_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n_workers; i++) pthread_join(p->workers[i], NULL);
@@ -99,24 +136,29 @@ void fy_pool_free(fy_pool *p) {
 
 int fy_pool_threads(const fy_pool *p) { return p ? p->n_workers + 1 : 1; }
 
+static int unfinished(const fy_pool *p, unsigned long long n_tasks) {
+    return (unsigned long long)atomic_load(&((fy_pool *)p)->finished) < n_tasks;
+}
+
 void fy_pool_run(fy_pool *p, fy_task_fn fn, void *ctx, int n_tasks) {
-    if (!p || p->n_workers == 0 || n_tasks <= 1) {
+    if (!p || p->n_workers == 0 || n_tasks <= 1 || (unsigned long long)n_tasks > TASK_MASK) {
         for (int t = 0; t < n_tasks; t++) fn(ctx, t);
         return;
     }
+    /* The last job is over (every task returned), so no thread reads fn and ctx now. */
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
-    p->n_tasks = n_tasks;
-    atomic_store(&p->next, 0);
-    atomic_store(&p->busy, p->n_workers);
-    atomic_fetch_add(&p->generation, 1);
+    atomic_store(&p->finished, 0);
+    unsigned long long gen = (generation_of(atomic_load(&p->ticket)) + 1) & ((1ull << (64 - 2 * TASK_BITS)) - 1);
+    atomic_store(&p->ticket, gen << (2 * TASK_BITS) | (unsigned long long)n_tasks << TASK_BITS);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    drain(p);
-    for (int i = 0; i < SPIN_ROUNDS && atomic_load(&p->busy) > 0; i++) cpu_relax();
-    if (atomic_load(&p->busy) == 0) return;
+    drain(p, gen);
+    if (wait_briefly(p, unfinished, (unsigned long long)n_tasks)) return;
     pthread_mutex_lock(&p->mu);
-    while (atomic_load(&p->busy) > 0) pthread_cond_wait(&p->done, &p->mu);
+    atomic_fetch_add(&p->sleepers, 1);
+    while (unfinished(p, (unsigned long long)n_tasks)) pthread_cond_wait(&p->done, &p->mu);
+    atomic_fetch_sub(&p->sleepers, 1);
     pthread_mutex_unlock(&p->mu);
 }
