@@ -120,6 +120,8 @@ bench: $(BIN) $(BUILD)/gemm_rate $(BUILD)/bench_calls
 	$(PYTHON) tools/bench_tokenizer.py --fanyi ./$(BIN)
 	zcat ../shared/data/multi30k/test_2016_flickr.en.gz > $(BUILD)/bench-lines.txt 2>/dev/null || cp data/sample.en $(BUILD)/bench-lines.txt
 	$(BUILD)/bench_calls models/en-de $(BUILD)/bench-lines.txt
+	$(PYTHON) tools/bench_opus.py --fanyi ./$(BIN)
+	$(PYTHON) tools/bench_load.py --fanyi ./$(BIN)
 
 FUZZERS = fuzz_tokenizer fuzz_config fuzz_weights
 fuzz:

@@ -481,21 +481,55 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(const float *x, int ro
     for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * ldy, out + r * FY_PANEL, sizeof(float) * (size_t)cols);
 }
 
+/* AVX-512: the same 6 x 16 tile, a row's 16 columns in one register, so
+ * each k takes one load and six broadcast FMAs; every column is still one
+ * FMA chain over k, so the bits are those of the kernels above. */
+__attribute__((target("avx512f"))) static void full_tile_avx512(const float *x, int K, const float *panel, float *y,
+                                                                int ldy) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    const float *x0 = x, *x1 = x + K, *x2 = x + 2 * (size_t)K, *x3 = x + 3 * (size_t)K, *x4 = x + 4 * (size_t)K,
+                *x5 = x + 5 * (size_t)K;
+    for (int k = 0; k < K; k++) {
+        __m512 w = _mm512_load_ps(panel + (size_t)k * FY_PANEL);
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(x0[k]), w, a0);
+        a1 = _mm512_fmadd_ps(_mm512_set1_ps(x1[k]), w, a1);
+        a2 = _mm512_fmadd_ps(_mm512_set1_ps(x2[k]), w, a2);
+        a3 = _mm512_fmadd_ps(_mm512_set1_ps(x3[k]), w, a3);
+        a4 = _mm512_fmadd_ps(_mm512_set1_ps(x4[k]), w, a4);
+        a5 = _mm512_fmadd_ps(_mm512_set1_ps(x5[k]), w, a5);
+    }
+    _mm512_storeu_ps(y, a0), _mm512_storeu_ps(y + (size_t)ldy, a1), _mm512_storeu_ps(y + 2 * (size_t)ldy, a2);
+    _mm512_storeu_ps(y + 3 * (size_t)ldy, a3), _mm512_storeu_ps(y + 4 * (size_t)ldy, a4);
+    _mm512_storeu_ps(y + 5 * (size_t)ldy, a5);
+}
+
+__attribute__((target("avx512f"))) static void tile_avx512(const float *x, int rows, int K, const float *panel,
+                                                           int cols, float *y, int ldy) {
+    if (cols == FY_PANEL) {
+        full_tile_avx512(x, K, panel, y, ldy);
+        return;
+    }
+    float out[MR * FY_PANEL];
+    full_tile_avx512(x, K, panel, out, FY_PANEL);
+    for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * ldy, out + r * FY_PANEL, sizeof(float) * (size_t)cols);
+}
+
 static int have_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-/* AVX-512 F, BW and VNNI from CPUID leaf 7, and an OS that saves the ZMM
- * registers (XCR0 bits 1, 2, 5, 6, 7); by CPUID, as clang's builtin lacks the names. */
-static int have_avx512_vnni(void) {
+/* AVX-512 F, and BW and VNNI for int8, from CPUID leaf 7, with an OS that
+ * saves the ZMM registers (XCR0 bits 1, 2, 5, 6, 7); by CPUID, as clang's
+ * builtin lacks some of the names. Returns 0, 1 (F) or 2 (F, BW, VNNI). */
+static int avx512_level(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0; /* OSXSAVE */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    if (!(b & (1u << 16)) || !(b & (1u << 30)) || !(c & (1u << 11))) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16))) return 0;
     unsigned lo, hi;
     __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return (lo & 0xe6) == 0xe6;
+    if ((lo & 0xe6) != 0xe6) return 0;
+    return (b & (1u << 30)) && (c & (1u << 11)) ? 2 : 1;
 }
 #endif
 
@@ -517,7 +551,9 @@ static void choose_tile(void) {
     if (have_avx2()) {
         chosen_tile = tile_avx2;
         chosen_int8 = FY_INT8_AVX2;
-        if (!(force && !strcmp(force, "avx2")) && have_avx512_vnni()) chosen_int8 = FY_INT8_VNNI;
+        int level = force && !strcmp(force, "avx2") ? 0 : avx512_level();
+        if (level >= 1) chosen_tile = tile_avx512;
+        if (level >= 2) chosen_int8 = FY_INT8_VNNI;
     }
 #endif
 }
@@ -633,6 +669,9 @@ void fy_gemm_relu(const float *x, int M, const fy_packed *w, const float *bias, 
 int fy_simd_enabled(void) { return pick_tile() != tile_portable; }
 
 const char *fy_gemm_kernel(void) {
-    static const char *const names[] = {"portable", "avx2", "avx2, int8 avx512-vnni"};
+    static const char *const names[] = {"portable", "avx2", "avx512, int8 avx512-vnni"};
+#ifdef FY_X86
+    if (pick_tile() == tile_avx512 && fy_int8_kind() != FY_INT8_VNNI) return "avx512, int8 avx2";
+#endif
     return names[fy_int8_kind()];
 }
