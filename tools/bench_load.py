@@ -9,7 +9,8 @@
 2. With the machine loaded (busy-loop processes, twice as many as cores),
    fanyi with 2 threads against 1 thread: 2 threads should never be slower.
 Both for the en-de model stored as int8 at beam 1 (many short jobs per step,
-the hardest case) and as f32 at beam 5. Prints a Markdown table.
+the hardest case) and as f32 at beam 5; each time is the median of 5 runs.
+Prints a Markdown table.
 """
 
 import argparse
@@ -37,6 +38,11 @@ def timed(procs):
     return time.perf_counter() - t
 
 
+def median(run, n=5):
+    """A busy machine's scheduler is noisy: the median of n runs."""
+    return sorted(run() for _ in range(n))[n // 2]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fanyi", default=os.path.join(ROOT, "fanyi"))
@@ -59,12 +65,12 @@ def main():
     print("|---|---|---|---|")
     for dtype, beam in (("int8", 1), ("f32", 5)):
         cmd = lambda t: [args.fanyi, "-m", models[dtype], "-b", str(beam), "-t", str(t)]  # noqa: E731
-        sequence = timed([start(cmd(2), src)]) + timed([start(cmd(2), src)])
-        together = timed([start(cmd(2), src), start(cmd(2), src)])
+        sequence = median(lambda: timed([start(cmd(2), src)]) + timed([start(cmd(2), src)]))
+        together = median(lambda: timed([start(cmd(2), src), start(cmd(2), src)]))
         busy = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2 * cores)]
         try:
-            one = timed([start(cmd(1), src)])
-            two = timed([start(cmd(2), src)])
+            one = median(lambda: timed([start(cmd(1), src)]))
+            two = median(lambda: timed([start(cmd(2), src)]))
         finally:
             for b in busy:
                 b.kill()
