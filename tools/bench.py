@@ -62,18 +62,25 @@ def first_output_latency(cmd, line, env=None):
     return latency
 
 
+def torch_reference(model_dir, threads):
+    """The PyTorch reference model as a PyTorch user runs it: inference mode, and for an int8 model
+    dynamic quantization of the Linear layers (fbgemm). Returns (config, model)."""
+    import torch
+    torch.set_num_threads(threads)
+    from fanyi_ref import build, load_model_dir
+    cfg, state, quantized = load_model_dir(model_dir, with_quantized=True)
+    model = build(cfg, state).eval()
+    if quantized:
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return cfg, model
+
+
 def torch_worker(args):
     """Runs inside its own process: translates stdin with the PyTorch reference, writes text lines."""
     import torch
-    torch.set_num_threads(args.threads)
-    from fanyi_ref import build, load_model_dir
     from fanyi_ref.search import Options, translate
     import sentencepiece as spm
-    cfg, state, quantized = load_model_dir(args.model, with_quantized=True)
-    model = build(cfg, state).eval()
-    if quantized:
-        # What a PyTorch user does for int8: dynamic quantization of the Linear layers (fbgemm).
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    cfg, model = torch_reference(args.model, args.threads)
     sp_src = spm.SentencePieceProcessor(model_file=os.path.join(args.model, cfg.source_spm))
     sp_tgt = spm.SentencePieceProcessor(model_file=os.path.join(args.model, cfg.target_spm))
     lines = sys.stdin.read().split("\n")[:-1]

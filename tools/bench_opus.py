@@ -61,13 +61,9 @@ def make_models(dest):
 
 def torch_worker(args):
     import torch
-    torch.set_num_threads(args.threads)
-    from fanyi_ref import build, load_model_dir
+    from bench import torch_reference
     from fanyi_ref.search import Options, translate
-    cfg, state, quantized = load_model_dir(args.model, with_quantized=True)
-    model = build(cfg, state).eval()
-    if quantized:
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    _, model = torch_reference(args.model, args.threads)
     sources = [[int(x) for x in line.split()] for line in sys.stdin.read().splitlines()]
     opts = Options(beam_size=args.beam, nbest=1, max_length=args.length, length_penalty=1.0)
     start = time.perf_counter()

@@ -198,7 +198,7 @@ static void q8_rows_portable(const uint8_t *xu, const float *sx, int rows, const
 
 /* 6 rows x 16 columns: u8 (7-bit + 64) x s8 pairs never exceed 2 * 127 * 127, so no saturation. */
 __attribute__((target("avx2"))) static void q8_tile6_avx2(const uint8_t *xu, int k4, const int8_t *panel,
-                                                          int32_t acc_out[6][FY_PANEL]) {
+                                                          int32_t (*acc_out)[FY_PANEL]) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
     __m256i a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
@@ -247,27 +247,30 @@ __attribute__((target("avx2"))) static void q8_row_avx2(const uint8_t *xu, int k
 /* Blocks of M_BLOCK rows, and within a block one panel at a time over all its
  * rows: the panel stays in L1 and the block's quantized rows in L2, rather than
  * every panel of a wide product (the output layer) streaming from L3 for each
- * six rows. */
-__attribute__((target("avx2"))) static void q8_rows_avx2(const uint8_t *xu, const float *sx, int rows,
-                                                         const fy_packed *w, int p0, int p1, const epilogue *ep,
-                                                         float *y, int ldy) {
+ * tile of rows. tile computes tile_rows rows x one panel; row, a lone row. */
+typedef void (*q8_tile_fn)(const uint8_t *xu, int k4, const int8_t *panel, int32_t (*acc)[FY_PANEL]);
+typedef void (*q8_row_fn)(const uint8_t *xu, int k4, const int8_t *panel0, size_t stride, int n_panels,
+                          int32_t acc[4][FY_PANEL]);
+
+static void q8_rows_blocked(q8_tile_fn tile, int tile_rows, q8_row_fn row, const uint8_t *xu, const float *sx,
+                            int rows, const fy_packed *w, int p0, int p1, const epilogue *ep, float *y, int ldy) {
     int k4 = w->k4;
     size_t stride = (size_t)k4 * FY_PANEL;
     for (int m0 = 0; m0 < rows; m0 += M_BLOCK) {
-        int m1 = m0 + M_BLOCK < rows ? m0 + M_BLOCK : rows, full_end = m0 + (m1 - m0) / 6 * 6;
+        int m1 = m0 + M_BLOCK < rows ? m0 + M_BLOCK : rows, full_end = m0 + (m1 - m0) / tile_rows * tile_rows;
         for (int p = p0; p < p1; p++) {
             const int8_t *panel = w->q + (size_t)p * stride;
             int col0 = p * FY_PANEL, cols = w->n - col0 < FY_PANEL ? w->n - col0 : FY_PANEL;
             int r = m0;
-            for (; r < full_end; r += 6) {
-                int32_t acc[6][FY_PANEL];
-                q8_tile6_avx2(xu + (size_t)r * k4, k4, panel, acc);
-                for (int i = 0; i < 6; i++)
+            for (; r < full_end; r += tile_rows) {
+                int32_t acc[16][FY_PANEL];
+                tile(xu + (size_t)r * k4, k4, panel, acc);
+                for (int i = 0; i < tile_rows; i++)
                     q8_finish(acc[i], w, col0, cols, sx[r + i], ep, y + (size_t)(r + i) * ldy + col0);
             }
             for (; r < m1; r++) {
                 int32_t acc[4][FY_PANEL];
-                q8_row_avx2(xu + (size_t)r * k4, k4, panel, stride, 1, acc);
+                row(xu + (size_t)r * k4, k4, panel, stride, 1, acc);
                 q8_finish(acc[0], w, col0, cols, sx[r], ep, y + (size_t)r * ldy + col0);
             }
         }
@@ -282,7 +285,7 @@ __attribute__((target("avx2"))) static void q8_rows_avx2(const uint8_t *xu, cons
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 enum { VNNI_ROWS = 12 };
 
-VNNI static void q8_tile_vnni(const uint8_t *xu, int k4, const int8_t *panel, int32_t acc_out[VNNI_ROWS][FY_PANEL]) {
+VNNI static void q8_tile_vnni(const uint8_t *xu, int k4, const int8_t *panel, int32_t (*acc_out)[FY_PANEL]) {
     __m512i a[VNNI_ROWS];
     for (int r = 0; r < VNNI_ROWS; r++) a[r] = _mm512_setzero_si512();
     for (int kq = 0; kq < k4 / 4; kq++) {
@@ -310,31 +313,6 @@ VNNI static void q8_row_vnni(const uint8_t *xu, int k4, const int8_t *panel0, si
     for (int p = 0; p < n_panels; p++) _mm512_storeu_si512((void *)acc_out[p], a[p]);
 }
 
-/* As q8_rows_avx2: blocks of rows, one panel at a time over the block. */
-VNNI static void q8_rows_vnni(const uint8_t *xu, const float *sx, int rows, const fy_packed *w, int p0, int p1,
-                              const epilogue *ep, float *y, int ldy) {
-    int k4 = w->k4;
-    size_t stride = (size_t)k4 * FY_PANEL;
-    for (int m0 = 0; m0 < rows; m0 += M_BLOCK) {
-        int m1 = m0 + M_BLOCK < rows ? m0 + M_BLOCK : rows, full_end = m0 + (m1 - m0) / VNNI_ROWS * VNNI_ROWS;
-        for (int p = p0; p < p1; p++) {
-            const int8_t *panel = w->q + (size_t)p * stride;
-            int col0 = p * FY_PANEL, cols = w->n - col0 < FY_PANEL ? w->n - col0 : FY_PANEL;
-            int r = m0;
-            for (; r < full_end; r += VNNI_ROWS) {
-                int32_t acc[VNNI_ROWS][FY_PANEL];
-                q8_tile_vnni(xu + (size_t)r * k4, k4, panel, acc);
-                for (int i = 0; i < VNNI_ROWS; i++)
-                    q8_finish(acc[i], w, col0, cols, sx[r + i], ep, y + (size_t)(r + i) * ldy + col0);
-            }
-            for (; r < m1; r++) {
-                int32_t acc[4][FY_PANEL];
-                q8_row_vnni(xu + (size_t)r * k4, k4, panel, stride, 1, acc);
-                q8_finish(acc[0], w, col0, cols, sx[r], ep, y + (size_t)r * ldy + col0);
-            }
-        }
-    }
-}
 #endif
 
 /* Panels [p0, p1) of an int8 product over rows already quantized (xu: M rows of k4). */
@@ -342,11 +320,11 @@ static void q8_rows(const uint8_t *xu, const float *sx, int M, const fy_packed *
                     float *y, int ldy) {
 #ifdef FY_X86
     if (fy_int8_kind() == FY_INT8_VNNI) {
-        q8_rows_vnni(xu, sx, M, w, p0, p1, ep, y, ldy);
+        q8_rows_blocked(q8_tile_vnni, VNNI_ROWS, q8_row_vnni, xu, sx, M, w, p0, p1, ep, y, ldy);
         return;
     }
     if (fy_simd_enabled()) {
-        q8_rows_avx2(xu, sx, M, w, p0, p1, ep, y, ldy);
+        q8_rows_blocked(q8_tile6_avx2, 6, q8_row_avx2, xu, sx, M, w, p0, p1, ep, y, ldy);
         return;
     }
 #endif
