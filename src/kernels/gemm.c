@@ -447,16 +447,23 @@ __attribute__((target("avx2,fma"))) static void edge_rows_avx2(const float *x, i
     }
 }
 
-/* Full 6-row tiles only; edge rows go through edge_rows_avx2. */
-__attribute__((target("avx2,fma"))) static void tile_avx2(const float *x, int rows, int K, const float *panel,
-                                                          int cols, float *y, int ldy) {
+typedef void (*full_tile_fn)(const float *x, int K, const float *panel, float *y, int ldy);
+
+/* A full 6-row tile into y, through a scratch tile when the panel is narrower than FY_PANEL. */
+static void tile_with(full_tile_fn full, const float *x, int rows, int K, const float *panel, int cols, float *y,
+                      int ldy) {
     if (cols == FY_PANEL) {
-        full_tile_avx2(x, K, panel, y, ldy);
+        full(x, K, panel, y, ldy);
         return;
     }
     float out[MR * FY_PANEL];
-    full_tile_avx2(x, K, panel, out, FY_PANEL);
+    full(x, K, panel, out, FY_PANEL);
     for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * ldy, out + r * FY_PANEL, sizeof(float) * (size_t)cols);
+}
+
+/* Full 6-row tiles only; edge rows go through edge_rows_avx2. */
+static void tile_avx2(const float *x, int rows, int K, const float *panel, int cols, float *y, int ldy) {
+    tile_with(full_tile_avx2, x, rows, K, panel, cols, y, ldy);
 }
 
 /* AVX-512: the same 6 x 16 tile, a row's 16 columns in one register, so
@@ -481,15 +488,8 @@ __attribute__((target("avx512f"))) static void full_tile_avx512(const float *x, 
     _mm512_storeu_ps(y + 5 * (size_t)ldy, a5);
 }
 
-__attribute__((target("avx512f"))) static void tile_avx512(const float *x, int rows, int K, const float *panel,
-                                                           int cols, float *y, int ldy) {
-    if (cols == FY_PANEL) {
-        full_tile_avx512(x, K, panel, y, ldy);
-        return;
-    }
-    float out[MR * FY_PANEL];
-    full_tile_avx512(x, K, panel, out, FY_PANEL);
-    for (int r = 0; r < rows; r++) memcpy(y + (size_t)r * ldy, out + r * FY_PANEL, sizeof(float) * (size_t)cols);
+static void tile_avx512(const float *x, int rows, int K, const float *panel, int cols, float *y, int ldy) {
+    tile_with(full_tile_avx512, x, rows, K, panel, cols, y, ldy);
 }
 
 static int have_avx2(void) {
