@@ -114,6 +114,11 @@ $(BUILD)/gemm_rate: tools/gemm_rate.c $(BUILD)/libfanyi.a
 $(BUILD)/bench_calls: tools/bench_calls.c $(BUILD)/libfanyi.a
 	$(CC) $(ALL_CFLAGS) -Iinclude $(ALL_LDFLAGS) -o $@ tools/bench_calls.c $(BUILD)/libfanyi.a $(LIBS)
 
+# Under which conditions OpenBLAS's sgemm is batch-invariant on this machine (issue 15).
+blas-probe: | $(BUILD)/.deps-build
+	$(CC) -O2 -o $(BUILD)/blas_invariance tools/blas_invariance.c $(PKG_CFLAGS) $(BLAS_LIBS)
+	$(BUILD)/blas_invariance
+
 bench: $(BIN) $(BUILD)/gemm_rate $(BUILD)/bench_calls
 	@sh tools/ensure-deps.sh test
 	$(PYTHON) tools/bench.py --fanyi ./$(BIN)
@@ -176,5 +181,5 @@ install: $(BIN) lib
 clean:
 	rm -rf build fanyi
 
-.PHONY: all lib run test bench fuzz install clean
+.PHONY: all lib run test bench blas-probe fuzz install clean
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

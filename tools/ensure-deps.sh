@@ -3,7 +3,7 @@
 # run as root (waiting, bounded, for another package manager's dpkg lock),
 # otherwise stops with the exact command to run.
 #   ensure-deps.sh build   C compiler, pkg-config, OpenBLAS, cJSON, utf8proc
-#   ensure-deps.sh test    the above plus Python torch + sentencepiece (the test oracle),
+#   ensure-deps.sh test    the above plus Python torch + sentencepiece (the test oracle), numpy (fanyi get),
 #                          spm_encode, GNU parallel, mandoc and valgrind
 #   ensure-deps.sh fuzz    the build packages plus clang (libFuzzer)
 set -u
@@ -21,6 +21,7 @@ fi
 if [ "$what" = test ]; then
   /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || missing="$missing python3-torch"
   /usr/bin/python3 -c 'import sentencepiece' >/dev/null 2>&1 || missing="$missing python3-sentencepiece"
+  /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || missing="$missing python3-numpy"
   command -v spm_encode >/dev/null 2>&1 || missing="$missing sentencepiece"
   command -v parallel >/dev/null 2>&1 || missing="$missing parallel"
   command -v mandoc >/dev/null 2>&1 || missing="$missing mandoc"
