@@ -417,6 +417,11 @@ static int output_open(output_file *out, const char *path) {
         int saved = errno;
         free(out->tmp_path), free(out->final_path);
         out->tmp_path = out->final_path = NULL;
+        if (exists && (saved == EACCES || saved == EPERM || saved == EROFS)) {
+            /* A writable file in a directory we may not add to: written in place, as the shell would. */
+            out->f = fopen(path, "w");
+            return out->f ? 0 : output_fail("", path);
+        }
         errno = saved;
         return output_fail("cannot create a temporary file beside ", path);
     }
@@ -432,8 +437,13 @@ static int output_open(output_file *out, const char *path) {
     signal(SIGHUP, remove_tmp_and_die);
     out->f = fdopen(fd, "w");
     if (!out->f) {
+        int saved = errno;
         unlink(out->tmp_path);
         close(fd);
+        pending_tmp = NULL;
+        free(out->tmp_path), free(out->final_path);
+        out->tmp_path = out->final_path = NULL;
+        errno = saved;
         return output_fail("", path);
     }
     return 0;
