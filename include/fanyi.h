@@ -13,6 +13,11 @@
  *     key or tensor and what is wrong. The library never exits or prints.
  *   - A model may be shared by threads for reading; a call writes only to its
  *     own results. There is no global mutable state.
+ *   - An execution context (fanyi_context_*) keeps worker threads and working
+ *     memory across calls; the calls without one make their own each time.
+ *   - The tokenizers (fanyi_tokenize*, fanyi_detokenize*) are SentencePiece's,
+ *     id for id, and a model's own map pieces through its vocabulary.
+ *   - See fanyi(3) for every function.
  */
 #ifndef FANYI_H
 #define FANYI_H
