@@ -36,9 +36,9 @@ BIN = $(if $(filter build/release,$(BUILD)),fanyi,$(BUILD)/fanyi)
 TREE_MODELS = $(if $(filter build/release,$(BUILD)),,-DFANYI_TREE_MODELS='"../../models"')
 endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# The engine computes with its own deterministic kernels (src/kernels/gemm.h);
-# OpenBLAS is the benchmark's reference for this machine's sgemm rate.
-PKG_LIBS = $(shell pkg-config --libs libcjson libutf8proc 2>/dev/null)
+# The engine computes with its own deterministic kernels (src/kernels/gemm.h),
+# and with OpenBLAS for f32 where it has no SIMD kernel (or FANYI_GEMM=openblas).
+PKG_LIBS = $(shell pkg-config --libs libcjson libutf8proc openblas 2>/dev/null)
 BLAS_LIBS = $(shell pkg-config --libs openblas 2>/dev/null)
 ALL_CFLAGS = $(BASE_CFLAGS) $(OPT_CFLAGS) $(SAN) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN) $(LDFLAGS)

@@ -161,26 +161,50 @@ def test_f16_and_int8_storage():
         _check_search(model, d, beam=3, nbest=2, tol=tol)
 
 
-def test_batch_invariance():
-    """A sentence's translation is byte-identical alone, in any batch, in any order, with any threads."""
+def _check_batch_invariance(env=None):
     d = os.path.join(tmpdir(), "inv")
     random_model(d, seed=3, weight_std=0.25)
     rng = random.Random(5)
     sources = [[rng.randrange(3, 40) for _ in range(rng.randrange(1, 30))] for _ in range(40)]
     stdin = "".join(ids_line(s) + "\n" for s in sources)
     base = ["-m", d, "--input", "ids", "--output", "ids", "--beam", "4", "--scores"]
-    together = run(base + ["--batch-size", "40"], stdin, check=0).stdout.decode().splitlines()
-    alone = [run(base, ids_line(s) + "\n", check=0).stdout.decode().strip("\n") for s in sources[:8]]
+    together = run(base + ["--batch-size", "40"], stdin, check=0, env=env).stdout.decode().splitlines()
+    alone = [run(base, ids_line(s) + "\n", check=0, env=env).stdout.decode().strip("\n") for s in sources[:8]]
     assert together[:8] == alone
     for batch_size, threads in ((3, 1), (7, 2), (16, 1)):
         lines = run(base + ["--batch-size", str(batch_size), "--threads", str(threads)], stdin,
-                    check=0).stdout.decode().splitlines()
+                    check=0, env=env).stdout.decode().splitlines()
         assert lines == together, f"batch size {batch_size}, threads {threads} changed the output"
     order = list(range(len(sources)))
     rng.shuffle(order)
     shuffled = run(base + ["--batch-size", "40"], "".join(ids_line(sources[i]) + "\n" for i in order),
-                   check=0).stdout.decode().splitlines()
+                   check=0, env=env).stdout.decode().splitlines()
     assert [shuffled[order.index(i)] for i in range(len(sources))] == together
+    return d, together
+
+
+def test_batch_invariance():
+    """A sentence's translation is byte-identical alone, in any batch, in any order, with any threads."""
+    _check_batch_invariance()
+
+
+def test_openblas_backend_is_batch_invariant_and_agrees():
+    """FANYI_GEMM=openblas (the f32 backend where fanyi has no SIMD kernel): the same invariance, and the
+    reference's log-probabilities within 1e-4."""
+    env = {"FANYI_GEMM": "openblas"}
+    d, blas = _check_batch_invariance(env)
+    own = _check_batch_invariance()[1]
+    assert [line.split("\t")[1] for line in blas] == [line.split("\t")[1] for line in own]
+    assert all(abs(float(a.split("\t")[0]) - float(b.split("\t")[0])) < 1e-4 for a, b in zip(blas, own))
+    old = os.environ.get("FANYI_GEMM")
+    os.environ["FANYI_GEMM"] = "openblas"  # c_logprobs runs tests/dump_logprobs in this environment
+    try:
+        _check_logprobs(d)
+    finally:
+        if old is None:
+            del os.environ["FANYI_GEMM"]
+        else:
+            os.environ["FANYI_GEMM"] = old
 
 
 def test_forbidden_ids_never_produced():

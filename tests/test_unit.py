@@ -17,6 +17,10 @@ def test_c_unit_tests():
         bits[kernel] = [line for line in p.stdout.splitlines() if line.startswith("bits ")]
     # The vector kernels (AVX-512 where the CPU has it, AVX2) and their portable twins give the same bits.
     assert bits["default"] and bits["default"] == bits["avx2"] == bits["portable"], bits
+    # The OpenBLAS backend: within rounding of the fma chain, and batch-invariant bit for bit.
+    p = subprocess.run([os.path.join(BUILD, "unit_tests")], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, FANYI_GEMM="openblas"))
+    assert p.returncode == 0 and "FAIL" not in p.stdout and "(openblas" in p.stdout, p.stdout + p.stderr
 
 
 def test_portable_kernel_matches_avx2():

@@ -111,7 +111,12 @@ def gemm_rates(build_dir):
     exe = os.path.join(build_dir, "gemm_rate")
     if not os.path.exists(exe):
         return None
-    return json.loads(subprocess.run([exe], capture_output=True, text=True, check=True).stdout)
+    rates = json.loads(subprocess.run([exe], capture_output=True, text=True, check=True).stdout)
+    # The same product through fanyi's OpenBLAS backend (8-row sgemm calls, batch-invariant).
+    blas = subprocess.run([exe], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, FANYI_GEMM="openblas")).stdout
+    rates["fanyi_openblas"] = json.loads(blas)["fanyi_f32"]
+    return rates
 
 
 def model_flops(model_dir, src_tokens, tgt_tokens, beam):
@@ -211,7 +216,8 @@ def main():
     if rates:
         print(f"\nGEMM on this machine (M=256, N=1024, K=256, 1 thread): OpenBLAS sgemm {rates['openblas']:.1f} "
               f"GFLOP/s, fanyi deterministic f32 {rates['fanyi_f32']:.1f} GFLOP/s, fanyi int8 "
-              f"{rates.get('fanyi_int8', 0):.1f} GOP/s")
+              f"{rates.get('fanyi_int8', 0):.1f} GOP/s, fanyi f32 through its OpenBLAS backend "
+              f"(batch-invariant 8-row calls; FANYI_GEMM=openblas) {rates['fanyi_openblas']:.1f} GFLOP/s")
         # How far the f32 engine is from the hardware, and what that caps: the
         # model's FLOPs at `threads` x OpenBLAS's rate is the fastest any f32 engine
         # doing this arithmetic could go.

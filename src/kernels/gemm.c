@@ -1,5 +1,6 @@
 #include "gemm.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -37,6 +38,14 @@ int fy_pack(const float *w, int n, int k, fy_packed *out) {
     memset(out, 0, sizeof *out);
     out->n = n;
     out->k = k;
+    if (fy_gemm_openblas()) {
+        size_t bytes = (size_t)n * (size_t)k * sizeof(float);
+        out->data = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!out->data) return 0;
+        memcpy(out->data, w, bytes);
+        out->rowmajor = 1;
+        return 1;
+    }
     out->data = aligned_alloc(64, ((panels * (size_t)k * FY_PANEL * sizeof(float)) + 63) & ~(size_t)63);
     if (!out->data) return 0;
     for (size_t p = 0; p < panels; p++) {
@@ -518,12 +527,18 @@ typedef void (*tile_fn)(const float *, int, int, const float *, int, float *, in
 static tile_fn chosen_tile = tile_portable;
 static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 
-static int chosen_int8 = FY_INT8_PORTABLE;
+static int chosen_int8 = FY_INT8_PORTABLE, chosen_blas;
+
+void openblas_set_num_threads(int n);
 
 /* FANYI_GEMM=portable forces the C kernels, FANYI_GEMM=avx2 the AVX2 ones
  * where AVX-512 would be used: tests check that all give the same bits. */
 static void choose_tile(void) {
     const char *force = getenv("FANYI_GEMM");
+    if (force && !strcmp(force, "openblas")) {
+        chosen_blas = 1;
+        openblas_set_num_threads(1); /* fanyi's pool shares out the column blocks */
+    }
     if (force && !strcmp(force, "portable")) return;
 #ifdef FY_X86
     if (have_avx2()) {
@@ -534,6 +549,15 @@ static void choose_tile(void) {
         if (level >= 2) chosen_int8 = FY_INT8_VNNI;
     }
 #endif
+    if (chosen_tile == tile_portable && !chosen_blas) { /* no SIMD kernel of our own: OpenBLAS for f32 */
+        chosen_blas = 1;
+        openblas_set_num_threads(1);
+    }
+}
+
+int fy_gemm_openblas(void) {
+    pthread_once(&choose_once, choose_tile);
+    return chosen_blas;
 }
 
 int fy_int8_kind(void) {
@@ -614,7 +638,60 @@ static void quantize_task(void *ctx, int task) {
  * (int8 products run twice as fast, so they need twice the work). */
 enum { PARALLEL_MIN_WORK = 1 << 20, QUANTIZE_ONCE_BYTES = 192 * 1024 };
 
+/* ---- OpenBLAS: every call exactly BLAS_ROWS rows ----
+ * Column blocks of BLAS_NB and inner blocks of BLAS_KB are fixed by the
+ * matrix, and every sgemm call has exactly BLAS_ROWS rows (the last block of
+ * rows padded with zeros): under these conditions OpenBLAS gives each row the
+ * same bits whatever else is in the batch (make blas-probe). The scratch is on
+ * the stack. */
+enum { BLAS_ROWS = 8, BLAS_NB = 512, BLAS_KB = 2048 };
+
+typedef struct {
+    const float *x;
+    int M, ldy, per_task, n_blocks;
+    const fy_packed *w;
+    epilogue ep;
+    float *y;
+} blas_job;
+
+static void blas_block(const blas_job *j, int b) {
+    const fy_packed *w = j->w;
+    int K = w->k, n0 = b * BLAS_NB, nb = w->n - n0 < BLAS_NB ? w->n - n0 : BLAS_NB;
+    float xp[BLAS_ROWS * BLAS_KB], yt[BLAS_ROWS * BLAS_NB];
+    for (int m0 = 0; m0 < j->M; m0 += BLAS_ROWS) {
+        int rows = j->M - m0 < BLAS_ROWS ? j->M - m0 : BLAS_ROWS;
+        for (int k0 = 0; k0 < K; k0 += BLAS_KB) {
+            int kb = K - k0 < BLAS_KB ? K - k0 : BLAS_KB;
+            memset(xp, 0, sizeof(float) * BLAS_ROWS * (size_t)kb);
+            for (int r = 0; r < rows; r++)
+                memcpy(xp + (size_t)r * kb, j->x + (size_t)(m0 + r) * K + k0, sizeof(float) * (size_t)kb);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BLAS_ROWS, nb, kb, 1.0f, xp, kb,
+                        w->data + (size_t)n0 * K + k0, K, k0 ? 1.0f : 0.0f, yt, nb);
+        }
+        for (int r = 0; r < rows; r++)
+            memcpy(j->y + (size_t)(m0 + r) * j->ldy + n0, yt + (size_t)r * nb, sizeof(float) * (size_t)nb);
+        apply_epilogue(&j->ep, j->y + (size_t)m0 * j->ldy, j->ldy, rows, n0, n0 + nb);
+    }
+}
+
+static void blas_task(void *p, int task) {
+    const blas_job *j = p;
+    int b1 = (task + 1) * j->per_task < j->n_blocks ? (task + 1) * j->per_task : j->n_blocks;
+    for (int b = task * j->per_task; b < b1; b++) blas_block(j, b);
+}
+
+static void gemm_blas(const float *x, int M, const fy_packed *w, epilogue ep, float *y, int ldy, fy_pool *pool) {
+    int n_blocks = (w->n + BLAS_NB - 1) / BLAS_NB, threads = fy_pool_threads(pool);
+    int tasks = threads < n_blocks ? threads : n_blocks;
+    blas_job job = {x, M, ldy, (n_blocks + tasks - 1) / tasks, n_blocks, w, ep, y};
+    fy_pool_run(pool, blas_task, &job, (n_blocks + job.per_task - 1) / job.per_task);
+}
+
 static void gemm(const float *x, int M, const fy_packed *w, epilogue ep, float *y, int ldy, fy_pool *pool) {
+    if (w->rowmajor) {
+        gemm_blas(x, M, w, ep, y, ldy, pool);
+        return;
+    }
     int panels = (w->n + FY_PANEL - 1) / FY_PANEL, threads = fy_pool_threads(pool);
     gemm_job job = {pick_tile(), x, M, ldy, panels, panels, w, ep, y, NULL, NULL};
     double work = (double)M * w->n * w->k * (w->q ? 0.5 : 1.0);
@@ -648,6 +725,8 @@ int fy_simd_enabled(void) { return pick_tile() != tile_portable; }
 
 const char *fy_gemm_kernel(void) {
     static const char *const names[] = {"portable", "avx2", "avx512, int8 avx512-vnni"};
+    static const char *const blas_names[] = {"openblas, int8 portable", "openblas, int8 avx2", "openblas, int8 avx512-vnni"};
+    if (fy_gemm_openblas()) return blas_names[fy_int8_kind()];
 #ifdef FY_X86
     if (pick_tile() == tile_avx512 && fy_int8_kind() != FY_INT8_VNNI) return "avx512, int8 avx2";
 #endif

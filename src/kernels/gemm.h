@@ -28,14 +28,16 @@
 #define FY_MAX_K 65536
 
 typedef struct fy_packed {
-    float *data;    /* f32: ceil(n / FY_PANEL) panels of [k][FY_PANEL] */
+    float *data;    /* f32: ceil(n / FY_PANEL) panels of [k][FY_PANEL], or [n][k] when rowmajor */
+    int rowmajor;   /* f32 kept for OpenBLAS (fy_gemm_openblas) */
     int8_t *q;      /* int8: panels of [k4 / 4][FY_PANEL][4], k padded to k4 with zeros */
     float *scale;   /* int8: per output column */
     int32_t *colsum; /* int8: 64 * sum_k q[n][k], the correction for offset activations */
     int n, k, k4;
 } fy_packed;
 
-/* Packs w [n, k]; returns 0 on allocation failure. */
+/* Packs w [n, k]; returns 0 on allocation failure. With the OpenBLAS backend
+ * the matrix is kept as it is. */
 int fy_pack(const float *w, int n, int k, fy_packed *out);
 
 /*
@@ -59,6 +61,12 @@ void fy_gemm_relu(const float *x, int M, const fy_packed *w, const float *bias, 
 /* 1 if the AVX2+FMA kernels are in use (CPU support, and FANYI_GEMM is not
  * "portable"); every vector kernel has a scalar twin giving the same bits. */
 int fy_simd_enabled(void);
+/* 1 if f32 products go through OpenBLAS: where fanyi has no SIMD kernel of its
+ * own (no AVX2), or with FANYI_GEMM=openblas. Every sgemm call then has
+ * exactly 8 rows (zero rows pad the last), which keeps each row's bits
+ * independent of its batch (make blas-probe shows the conditions); the bits
+ * differ from fanyi's own kernels. */
+int fy_gemm_openblas(void);
 /* The int8 kernel in use: the AVX-512 VNNI one where the CPU has it. */
 enum { FY_INT8_PORTABLE, FY_INT8_AVX2, FY_INT8_VNNI };
 int fy_int8_kind(void);
