@@ -531,14 +531,37 @@ static int chosen_int8 = FY_INT8_PORTABLE, chosen_blas;
 
 void openblas_set_num_threads(int n);
 
+/* Whether this OpenBLAS gives a row the same bits at every position of an
+ * 8-row call (the condition the backend relies on; other OpenBLAS kernels may
+ * differ): one row at each position, the others zero, against position 0. */
+static int blas_rows_invariant(void) {
+    enum { K = 70, N = 40 };
+    static float x[8 * K], w[N * K], y[8 * N], first[N];
+    unsigned seed = 12345;
+    for (int i = 0; i < N * K; i++) w[i] = (float)((seed = seed * 1103515245u + 12345u) >> 9 & 0xffff) / 65536.0f - 0.5f;
+    for (int pos = 0; pos < 8; pos++) {
+        memset(x, 0, sizeof x);
+        unsigned row_seed = 777;
+        for (int k = 0; k < K; k++)
+            x[pos * K + k] = (float)((row_seed = row_seed * 1103515245u + 12345u) >> 9 & 0xffff) / 65536.0f - 0.5f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 8, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+        if (pos == 0) memcpy(first, y, sizeof first);
+        else if (memcmp(first, y + pos * N, sizeof first)) return 0;
+    }
+    return 1;
+}
+
+/* OpenBLAS single-threaded (fanyi's pool shares out the blocks), if it keeps rows invariant. */
+static int use_blas(void) {
+    openblas_set_num_threads(1);
+    return blas_rows_invariant();
+}
+
 /* FANYI_GEMM=portable forces the C kernels, FANYI_GEMM=avx2 the AVX2 ones
  * where AVX-512 would be used: tests check that all give the same bits. */
 static void choose_tile(void) {
     const char *force = getenv("FANYI_GEMM");
-    if (force && !strcmp(force, "openblas")) {
-        chosen_blas = 1;
-        openblas_set_num_threads(1); /* fanyi's pool shares out the column blocks */
-    }
+    if (force && !strcmp(force, "openblas")) chosen_blas = use_blas();
     if (force && !strcmp(force, "portable")) return;
 #ifdef FY_X86
     if (have_avx2()) {
@@ -549,10 +572,8 @@ static void choose_tile(void) {
         if (level >= 2) chosen_int8 = FY_INT8_VNNI;
     }
 #endif
-    if (chosen_tile == tile_portable && !chosen_blas) { /* no SIMD kernel of our own: OpenBLAS for f32 */
-        chosen_blas = 1;
-        openblas_set_num_threads(1);
-    }
+    if (chosen_tile == tile_portable && !chosen_blas) /* no SIMD kernel of our own: OpenBLAS for f32 */
+        chosen_blas = use_blas();
 }
 
 int fy_gemm_openblas(void) {
