@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -38,8 +40,10 @@ struct fy_pool {
     atomic_int finished;    /* tasks of the current job that have returned */
     atomic_int sleepers;    /* callers waiting on `done` */
     atomic_int stop;
+    atomic_int busy_machine; /* more runnable threads than CPUs: wait without yielding */
     fy_task_fn fn;          /* written while no task can be claimed, read after a claim */
     void *ctx;
+    unsigned jobs;          /* the caller's count, to look at the machine now and then */
 };
 
 static void cpu_relax(void) {
@@ -48,14 +52,17 @@ static void cpu_relax(void) {
 #endif
 }
 
-/* Spins, then yields, while cond(p, arg) holds; returns 1 if it stopped holding. */
+/* Spins, then (unless the machine is busy) yields, while cond(p, arg) holds;
+ * returns 1 if it stopped holding. On a busy machine yielding only hands the
+ * core around: the thread sleeps instead. */
 static int wait_briefly(const fy_pool *p, int (*cond)(const fy_pool *, unsigned long long),
                         unsigned long long arg) {
     for (int i = 0; i < SPIN_ROUNDS; i++) {
         if (!cond(p, arg)) return 1;
         cpu_relax();
     }
-    for (int i = 0; i < YIELD_ROUNDS; i++) {
+    int yields = atomic_load(&((fy_pool *)p)->busy_machine) ? 0 : YIELD_ROUNDS;
+    for (int i = 0; i < yields; i++) {
         if (!cond(p, arg)) return 1;
         sched_yield();
     }
@@ -140,11 +147,30 @@ static int unfinished(const fy_pool *p, unsigned long long n_tasks) {
     return (unsigned long long)atomic_load(&((fy_pool *)p)->finished) < n_tasks;
 }
 
+/* Whether more threads are runnable than there are CPUs (Linux's
+ * /proc/loadavg: "load1 load5 load15 runnable/total last-pid"). */
+static int machine_busy(void) {
+    char text[128];
+    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    text[n] = '\0';
+    double l1, l5, l15;
+    int runnable = 0, total = 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return sscanf(text, "%lf %lf %lf %d/%d", &l1, &l5, &l15, &runnable, &total) == 5 && cpus > 0 && runnable > cpus;
+}
+
+enum { LOOK_EVERY = 1024 }; /* jobs between looks at the machine */
+
 void fy_pool_run(fy_pool *p, fy_task_fn fn, void *ctx, int n_tasks) {
     if (!p || p->n_workers == 0 || n_tasks <= 1 || (unsigned long long)n_tasks > TASK_MASK) {
         for (int t = 0; t < n_tasks; t++) fn(ctx, t);
         return;
     }
+    if (p->jobs++ % LOOK_EVERY == 0) atomic_store(&p->busy_machine, machine_busy());
     /* The last job is over (every task returned), so no thread reads fn and ctx now. */
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
