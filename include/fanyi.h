@@ -137,8 +137,9 @@ FANYI_API void fanyi_results_free(fanyi_result *results, int n);
 /* ---- execution contexts ----------------------------------------------------
  * A context holds worker threads and the working memory of translations, so
  * that a caller translating again and again (a line at a time, say) starts
- * no threads and allocates nothing but the results: the calls above make a
- * context of their own each time. A context serves one call at a time; any
+ * no threads and the model's work allocates nothing (a warm ids call
+ * allocates only its results; a text call also its tokenization buffers):
+ * the calls above make a context of their own each time. A context serves one call at a time; any
  * model may be used with it. With a context, opts->threads must be 0 or its
  * thread count. */
 typedef struct fanyi_context fanyi_context;
