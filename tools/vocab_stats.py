@@ -12,8 +12,12 @@ and the share of unknown pieces. Models go to --workdir (default work/vocab-stat
 
 import argparse
 import os
+import sys
 
 import sentencepiece as spm
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train import train_spm  # noqa: E402  the settings the models are trained with
 
 
 def columns(path, side):
@@ -36,26 +40,19 @@ def main():
     p.add_argument("--workdir", default="work/vocab-stats")
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
-    text = os.path.join(args.workdir, f"train-{args.side}.txt")
-    with open(text, "w", encoding="utf-8") as f:
-        f.write("\n".join(columns(args.train, args.side)) + "\n")
+    train_lines = columns(args.train, args.side)
     print("size\t" + "\t".join(os.path.basename(e) for e in args.eval))
     for size in (int(s) for s in args.sizes.split(",")):
         prefix = os.path.join(args.workdir, f"spm-{args.side}-{size}")
-        if not os.path.exists(prefix + ".model"):
-            spm.SentencePieceTrainer.train(
-                input=text, model_prefix=prefix, vocab_size=size, model_type="unigram",
-                character_coverage=args.coverage, pad_id=0, unk_id=1, eos_id=2, bos_id=-1,
-                input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=2,
-                hard_vocab_limit=False, minloglevel=2)
+        train_spm(prefix, train_lines, size, "unigram", args.coverage)
         sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
         cells = []
         for path in args.eval:
-            lines = columns(path, args.side)
-            ids = sp.encode(lines)
+            held_out = columns(path, args.side)
+            ids = sp.encode(held_out)
             pieces = sum(len(x) for x in ids)
             unk = sum(x.count(sp.unk_id()) for x in ids)
-            units = sum(len(s.replace(" ", "")) if args.per_char else len(s.split()) for s in lines)
+            units = sum(len(s.replace(" ", "")) if args.per_char else len(s.split()) for s in held_out)
             cells.append(f"{pieces / max(1, units):.3f} ({100 * unk / max(1, pieces):.2f}% unk)")
         print(f"{size}\t" + "\t".join(cells), flush=True)
 

@@ -123,6 +123,16 @@ static void backtrack(const search_state *s, int row, int steps, int *out) {
     }
 }
 
+/* The slot of the sentence's worst finished hypothesis (of a full list): the
+ * lowest score, the earliest entered among equals. */
+static int worst_finished(const search_state *s, int sent) {
+    const finished_hyp *list = &s->finished[(size_t)sent * s->beam];
+    int w = 0;
+    for (int i = 1; i < s->beam; i++)
+        if (list[i].score < list[w].score || (list[i].score == list[w].score && list[i].order < list[w].order)) w = i;
+    return w;
+}
+
 /* A finished hypothesis of `steps + 1` generated tokens (the last one EOS
  * unless keep_token) enters the sentence's list of at most `beam` as in
  * Hugging Face's BeamHypotheses.add: while the list is short, always;
@@ -135,10 +145,7 @@ static void consider(search_state *s, const fy_search_opts *o, int sent, int par
     finished_hyp *list = &s->finished[(size_t)sent * s->beam];
     int slot = s->n_finished[sent];
     if (slot == s->beam) {
-        slot = 0;
-        for (int i = 1; i < s->beam; i++)
-            if (list[i].score < list[slot].score || (list[i].score == list[slot].score && list[i].order < list[slot].order))
-                slot = i;
+        slot = worst_finished(s, sent);
         if (!(score > list[slot].score)) return;
     } else
         s->n_finished[sent]++;
@@ -158,9 +165,7 @@ static void consider(search_state *s, const fy_search_opts *o, int sent, int par
 static int sentence_done(const search_state *s, const fy_search_opts *o, int sent, float best_total, int length) {
     if (s->n_finished[sent] < s->beam) return 0;
     if (s->early_stopping) return 1;
-    const finished_hyp *list = &s->finished[(size_t)sent * s->beam];
-    double worst = list[0].score;
-    for (int i = 1; i < s->beam; i++) worst = list[i].score < worst ? list[i].score : worst;
+    double worst = s->finished[(size_t)sent * s->beam + worst_finished(s, sent)].score;
     double best = o->length_penalty != 0 ? best_total / pow((double)length, o->length_penalty) : best_total;
     return worst >= best;
 }
