@@ -133,10 +133,10 @@ int fy_target_lang_id(const fanyi_model *fm, const fanyi_options *opts, int *id,
     char *code = malloc(n + 5);
     if (!code) return fy_fail(err, FANYI_ERR_MEMORY, "out of memory");
     snprintf(code, n + 5, bare ? ">>%s<<" : "%s", lang);
+    /* The vocabulary is scanned for its codes only to explain a failed lookup. */
+    *id = fm->source && n > 0 ? fy_tokenizer_model_id(fm->source, code, strlen(code)) : -1;
     const char *codes[8];
-    int n_codes = fanyi_target_langs(fm, codes, 8);
-    *id = n_codes && n > 0 ? fy_tokenizer_model_id(fm->source, code, strlen(code)) : -1;
-    int rc = FANYI_OK;
+    int n_codes = *id < 0 ? fanyi_target_langs(fm, codes, 8) : 0, rc = FANYI_OK;
     if (*id < 0 && !n_codes)
         rc = fy_fail(err, FANYI_ERR_USAGE, "target language '%s': this model has a single target language", lang);
     else if (*id < 0)
