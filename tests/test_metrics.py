@@ -64,3 +64,21 @@ def test_evaluate_tool():
     import json
     got = json.loads(out)
     assert got["bleu"] == round(100 * math.exp(1 - 6 / 5), 2) and got["sentences"] == 1
+
+
+def test_looping_outputs():
+    from fanyi_ref.metrics import is_looping, looping_rate
+    # the issue's own examples
+    assert is_looping("Hünsssssy führt diese Wort?")
+    assert is_looping("Der Wetter um die Wette zu bringen, um sie nicht zu ernnnnnen.")
+    assert is_looping("Ein Mann die die die die Straße.")
+    assert is_looping("Ein Hund im Wasser, im Wasser, im Wasser, im Wasser.")
+    # ordinary text, with repeated words that are not consecutive, digit and punctuation runs
+    assert not is_looping("Die Katze und die Maus und die Kuh und die Ziege.")
+    assert not is_looping("Er zahlte 1000000 Euro ----- und ging.")
+    assert not is_looping("Sssss, sagte sie.".replace("Sssss", "Sss"))
+    assert not is_looping("Das ist das, was das Kind das sagte.")
+    assert is_looping("nein, nein, nein, nein!")
+    assert not is_looping("nein, nein, nein!")
+    assert looping_rate(["ok", "aaaaa", "fine", "fine fine fine fine"]) == 50.0
+    assert looping_rate([]) == 0.0

@@ -127,3 +127,30 @@ def corpus_chrf(hyps: Sequence[str], refs: Sequence[str], order: int = 6, beta: 
         return 0.0
     b2 = beta * beta
     return 100.0 * (1 + b2) * prec * rec / (b2 * prec + rec)
+
+
+_LETTER_RUN = re.compile(r"([^\W\d_])\1{4,}")
+
+
+def is_looping(line: str, max_phrase: int = 4, repeats: int = 4) -> bool:
+    """A degenerate output: the same letter 5+ times in a row ("ernnnnnen"), or
+    the same phrase of 1..max_phrase words `repeats`+ times in a row ("die die
+    die die", "in the water in the water ..."). Words are compared in lower case
+    without surrounding punctuation. Digits and punctuation runs ("100000",
+    "-----") do not count: references have them."""
+    if _LETTER_RUN.search(line):
+        return True
+    words = [w.strip(".,;:!?\"'()«»„“”‚‘’").lower() for w in line.split()]
+    for n in range(1, max_phrase + 1):
+        for start in range(0, len(words) - n * repeats + 1):
+            phrase = words[start:start + n]
+            if not any(phrase):
+                continue
+            if all(words[start + k * n:start + (k + 1) * n] == phrase for k in range(1, repeats)):
+                return True
+    return False
+
+
+def looping_rate(lines: Sequence[str]) -> float:
+    """Percentage of lines that is_looping() flags."""
+    return 100.0 * sum(map(is_looping, lines)) / max(len(lines), 1)
