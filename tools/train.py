@@ -121,6 +121,11 @@ def lr_at(step, peak, warmup):
     return peak * min(step / warmup, math.sqrt(warmup / step))
 
 
+# Validation BLEU decodes at most this many tokens per source token (EOS included): an early model's
+# looping outputs otherwise run to max_positions and made zh-en's validation take as long as its epoch.
+VALID_LENGTH_RATIO = 3.0
+
+
 def evaluate(model, cfg, valid, sp_tgt, valid_refs, device, batch_size=100, bleu_sentences=None,
              tokenize="13a"):
     model.eval()
@@ -137,7 +142,8 @@ def evaluate(model, cfg, valid, sp_tgt, valid_refs, device, batch_size=100, bleu
     cpu_model = model if device == "cpu" else model.to("cpu")
     for b in range(0, n, batch_size):
         out = translate(cpu_model, [valid[i][0] for i in range(b, min(n, b + batch_size))],
-                        Options(beam_size=1, max_length=cfg.max_positions - 1))
+                        Options(beam_size=1, max_length=cfg.max_positions - 1,
+                                max_length_ratio=VALID_LENGTH_RATIO))
         hyps += [sp_tgt.decode(h[0].tokens) if h else "" for h in out]
     if device != "cpu":
         model.to(device)

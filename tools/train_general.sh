@@ -4,6 +4,7 @@
 #   sh tools/train_general.sh prepare     # data splits and vocabularies under work/ (minutes)
 #   sh tools/train_general.sh en-de       # train (resumable: run again to continue from work/en-de-general/last.pt)
 #   sh tools/train_general.sh zh-en
+#   /usr/bin/python3 tools/select_checkpoints.py en-de   # choose on dev which epochs to average, export
 #
 # Each training run uses one thread with bf16 autocast: on the 2-core AMD EPYC this was measured at
 # 1518 target tokens/s (1 thread, bf16) against 1728 (2 threads, bf16) and 1315 (2 threads, f32), so
@@ -12,6 +13,30 @@ set -eu
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 DATA=work/general-data
+# The training options of each pair; export uses the same ones to rebuild the model's configuration.
+options() {
+  case "$1" in
+  en-de)
+    echo --workdir work/en-de-general \
+      --train-tsv $DATA/en-de/train.tsv --valid-tsv $DATA/en-de/dev.tsv --joint-vocab 16000 \
+      --d-model 256 --heads 4 --d-ff 1024 --layers 6 --decoder-layers 3 --norm pre --dropout 0.2 \
+      --lr 1e-3 --warmup 1000 --max-tokens 4096 --epochs 60 --save-minutes 10 --average 60 \
+      --bleu-sentences 600 --threads 1 --bf16
+    ;;
+  zh-en)
+    echo --workdir work/zh-en-general \
+      --train-tsv $DATA/zh-en/train.tsv --valid-tsv $DATA/zh-en/dev.tsv --src-vocab 8000 --tgt-vocab 8000 \
+      --src-coverage 0.9995 --d-model 256 --heads 4 --d-ff 1024 --layers 6 --decoder-layers 3 --norm pre \
+      --dropout 0.2 --lr 1e-3 --warmup 1000 --max-tokens 4096 --epochs 100 --save-minutes 10 --average 100 \
+      --bleu-sentences 600 --threads 1 --bf16
+    ;;
+  *)
+    echo "train_general.sh: unknown pair '$1' (en-de or zh-en)" >&2
+    exit 1
+    ;;
+  esac
+}
+
 case "${1:-}" in
 prepare)
   $PY tools/prepare_general.py ../shared/data $DATA
@@ -27,22 +52,19 @@ prepare)
   cp -n work/vocab-stats/spm-0-8000.model work/zh-en-general/source.model
   cp -n work/vocab-stats/spm-1-8000.model work/zh-en-general/target.model
   ;;
-en-de)
-  exec $PY tools/train.py --workdir work/en-de-general \
-    --train-tsv $DATA/en-de/train.tsv --valid-tsv $DATA/en-de/dev.tsv --joint-vocab 16000 \
-    --d-model 256 --heads 4 --d-ff 1024 --layers 6 --decoder-layers 3 --norm pre --dropout 0.2 \
-    --lr 1e-3 --warmup 1000 --max-tokens 4096 --epochs 60 --save-minutes 10 --average 60 \
-    --bleu-sentences 600 --threads 1 --bf16
+en-de|zh-en)
+  opts=$(options "$1")
+  exec $PY tools/train.py $opts
   ;;
-zh-en)
-  exec $PY tools/train.py --workdir work/zh-en-general \
-    --train-tsv $DATA/zh-en/train.tsv --valid-tsv $DATA/zh-en/dev.tsv --src-vocab 8000 --tgt-vocab 8000 \
-    --src-coverage 0.9995 --d-model 256 --heads 4 --d-ff 1024 --layers 6 --decoder-layers 3 --norm pre \
-    --dropout 0.2 --lr 1e-3 --warmup 1000 --max-tokens 4096 --epochs 100 --save-minutes 10 --average 100 \
-    --bleu-sentences 600 --threads 1 --bf16
+export)
+  # sh tools/train_general.sh export PAIR CHECKPOINTS OUT_DIR [DTYPE]: average CHECKPOINTS (comma-separated
+  # files of work/PAIR-general) into a fanyi model directory; tools/select_checkpoints.py calls this.
+  [ $# -ge 4 ] || { echo "usage: sh tools/train_general.sh export en-de|zh-en CHECKPOINTS OUT_DIR [f32|f16]" >&2; exit 1; }
+  opts=$(options "$2")
+  exec $PY tools/train.py $opts --export-only --export-checkpoints "$3" --export "$4" --dtype "${5:-f16}"
   ;;
 *)
-  echo "usage: sh tools/train_general.sh prepare|en-de|zh-en" >&2
+  echo "usage: sh tools/train_general.sh prepare|en-de|zh-en|export" >&2
   exit 1
   ;;
 esac
