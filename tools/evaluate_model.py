@@ -76,6 +76,7 @@ def main():
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--fanyi-args", default="", help="more fanyi options, e.g. \"--no-repeat-ngram 4\"")
     ap.add_argument("--tune-length-penalty", action="store_true")
+    ap.add_argument("--sets", help="comma-separated sets to score (default: all of them)")
     ap.add_argument("--save", metavar="DIR", help="write each set's translations to DIR/SET.txt")
     ap.add_argument("--dev-only", action="store_true",
                     help="score dev only, leaving the test sets untouched (for choosing between models)")
@@ -106,6 +107,12 @@ def main():
     if dev_hyps is None:
         dev_hyps, _ = translate(args.fanyi, model, dev[0], args.beam, extra=extra)
     row("dev (selection)", dev_hyps, dev[1], tok, None)
+    if args.sets:
+        unknown = set(args.sets.split(",")) - {t[0] for t in tests}
+        if unknown:
+            sys.exit(f"evaluate_model: no set {', '.join(sorted(unknown))} for {args.name} "
+                     f"(sets: {', '.join(SETS[args.name])})")
+        tests = [t for t in tests if t[0] in args.sets.split(",")]
     for name, src, ref in [] if args.dev_only else tests:
         hyps, elapsed = translate(args.fanyi, model, src, args.beam, extra=extra)
         row(name, hyps, ref, tok, elapsed)
