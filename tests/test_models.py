@@ -47,7 +47,8 @@ def test_default_model_is_en_de():
 
 
 def test_engine_and_reference_agree_on_the_shipped_model():
-    """The real f16 model, beam 5: fanyi's output is the PyTorch reference's, token for token."""
+    """The real f16 model, beam 5, with its configured guards: fanyi's output is the PyTorch reference's,
+    token for token."""
     import sentencepiece as spm
 
     from fanyi_ref import build, load_model_dir
@@ -59,6 +60,8 @@ def test_engine_and_reference_agree_on_the_shipped_model():
     lines = open(os.path.join(ROOT, "data", "sample.en"), encoding="utf-8").read().split("\n")[:-1]
     ref = translate(model, sp.encode(lines), Options(beam_size=5, max_length=cfg.max_length,
                                                      max_length_ratio=cfg.max_length_ratio,
-                                                     length_penalty=cfg.length_penalty))
+                                                     length_penalty=cfg.length_penalty,
+                                                     no_repeat_ngram=cfg.no_repeat_ngram_size,
+                                                     repetition_penalty=cfg.repetition_penalty))
     got = run(["-m", d, "-b", "5", "--output", "ids"], "".join(s + "\n" for s in lines), check=0).stdout.decode()
     assert got.split("\n")[:-1] == [" ".join(map(str, r[0].tokens)) for r in ref]
