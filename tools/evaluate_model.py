@@ -84,6 +84,13 @@ def main():
     model = args.model or os.path.join(ROOT, "models", args.name)
     dev, tests, tok = datasets(args.name, args.data or os.path.join(ROOT, "work", "general-data", args.name))
     extra = args.fanyi_args.split()
+    if args.sets:  # checked before any decoding, which takes minutes
+        wanted = args.sets.split(",")
+        unknown = set(wanted) - set(SETS[args.name])
+        if unknown:
+            sys.exit(f"evaluate_model: no set {', '.join(sorted(unknown))} for {args.name} "
+                     f"(sets: {', '.join(SETS[args.name])})")
+        tests = [t for t in tests if t[0] in wanted]
     dev_hyps = None
     if args.tune_length_penalty:
         scores, tried = {}, {}
@@ -107,12 +114,6 @@ def main():
     if dev_hyps is None:
         dev_hyps, _ = translate(args.fanyi, model, dev[0], args.beam, extra=extra)
     row("dev (selection)", dev_hyps, dev[1], tok, None)
-    if args.sets:
-        unknown = set(args.sets.split(",")) - {t[0] for t in tests}
-        if unknown:
-            sys.exit(f"evaluate_model: no set {', '.join(sorted(unknown))} for {args.name} "
-                     f"(sets: {', '.join(SETS[args.name])})")
-        tests = [t for t in tests if t[0] in args.sets.split(",")]
     for name, src, ref in [] if args.dev_only else tests:
         hyps, elapsed = translate(args.fanyi, model, src, args.beam, extra=extra)
         row(name, hyps, ref, tok, elapsed)
@@ -126,6 +127,7 @@ def row(name, hyps, refs, tok, seconds):
     took = "" if seconds is None else f"{seconds:.1f}"
     print(f"| {name} | {len(refs)} | {corpus_bleu(hyps, refs, tok):.2f} | {corpus_chrf(hyps, refs):.2f} | "
           f"{looping_rate(hyps):.1f}% | {took} |", flush=True)
+
 
 if __name__ == "__main__":
     main()
