@@ -8,7 +8,9 @@ and 2 threads, stored as f32 and as int8, through fanyi and through the
 PyTorch reference decoding as a good PyTorch user would: inference mode, cached
 keys/values, all beams of a batch in one tensor, the same batch size (32
 sentences, sorted by length) and the same thread count. Each run is its own
-process, so peak RSS is its own. Prints one table: sentences/s, target
+process, so peak RSS is its own. Both search without the model's repetition
+guards (config no_repeat_ngram_size, repetition_penalty), so that the ratio
+measures the engines rather than a per-step Python loop on PyTorch's side. Prints one table: sentences/s, target
 tokens/s, wall time, peak RSS, load-to-first-output (a one-line run), BLEU,
 and fanyi/PyTorch speed; then this machine's OpenBLAS sgemm rate beside
 fanyi's own kernel and the engine's achieved GFLOP/s.
@@ -168,7 +170,8 @@ def main():
         for beam in [int(b) for b in args.beams.split(",")]:
             for th in [int(t) for t in args.threads.split(",")]:
                 env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS=str(th))
-                fcmd = [args.fanyi, "-m", mdir, "-b", str(beam), "--threads", str(th), "--batch-size", str(BATCH)]
+                fcmd = [args.fanyi, "-m", mdir, "-b", str(beam), "--threads", str(th), "--batch-size", str(BATCH),
+                        "--no-repeat-ngram", "0", "--repetition-penalty", "1"]
                 out, wall, rss, _ = run_with_rusage(fcmd + [src_file], src_file, env)
                 hyps = out.decode().split("\n")[:-1]
                 load = min(run_with_rusage(fcmd, os.devnull, env)[1] for _ in range(3))

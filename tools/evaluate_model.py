@@ -8,7 +8,7 @@ The sets are those written by tools/prepare_general.py (default directory
 work/general-data/NAME; `sh tools/train_general.sh prepare` makes them):
 dev.tsv is the selection set (en-de: Tatoeba dev, newstest2014, Multi30k val;
 zh-en: Tatoeba dev, newstest2019); the rest are scored one by one. Tuning picks
-the length penalty with the best dev BLEU among 0.6, 0.8, 1.0, 1.2 and writes
+the length penalty with the best dev BLEU among 0.6, 0.8, 1.0, 1.2, 1.4 and writes
 it into the model's config.json (the test sets play no part in it). Prints a
 Markdown table: set, sentences, BLEU, chrF, looping outputs (%, see
 fanyi_ref.metrics.is_looping), seconds.
@@ -94,7 +94,7 @@ def main():
     dev_hyps = None
     if args.tune_length_penalty:
         scores, tried = {}, {}
-        for lp in (0.6, 0.8, 1.0, 1.2):
+        for lp in (0.6, 0.8, 1.0, 1.2, 1.4):
             tried[lp], _ = translate(args.fanyi, model, dev[0], args.beam, lp, extra)
             scores[lp] = corpus_bleu(tried[lp], dev[1], tok)
             print(f"dev: length penalty {lp}: BLEU {scores[lp]:.2f}", file=sys.stderr)
