@@ -90,8 +90,8 @@ def torch_worker(args):
     ids = sp_src.encode(lines)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = [""] * len(ids)
-    opts = Options(beam_size=args.beam, nbest=1, max_length=cfg.max_length, max_length_ratio=cfg.max_length_ratio,
-                   length_penalty=cfg.length_penalty)
+    # without the repetition guards, as fanyi runs here (--no-repeat-ngram 0 --repetition-penalty 1)
+    opts = Options.from_config(cfg, beam_size=args.beam, no_repeat_ngram=0, repetition_penalty=1.0)
     with torch.inference_mode():
         for b in range(0, len(order), BATCH):
             chunk = order[b:b + BATCH]

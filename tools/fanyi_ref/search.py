@@ -39,6 +39,15 @@ class Options:
     no_repeat_ngram: int = 0  # Hugging Face's no_repeat_ngram_size
     repetition_penalty: float = 1.0
 
+    @classmethod
+    def from_config(cls, cfg, **overrides) -> "Options":
+        """The model config's decoding defaults, as fanyi applies them when no option overrides them."""
+        fields = dict(beam_size=cfg.beam_size, max_length=cfg.max_length, max_length_ratio=cfg.max_length_ratio,
+                      length_penalty=cfg.length_penalty, no_repeat_ngram=cfg.no_repeat_ngram_size,
+                      repetition_penalty=cfg.repetition_penalty)
+        fields.update(overrides)
+        return cls(**fields)
+
 
 @dataclass
 class Hypothesis:
